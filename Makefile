@@ -1,0 +1,36 @@
+# Every target makes its own virtual environment, so a fresh clone needs only Python 3.11 and pip.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test,demo]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## the bundled demo: image filters, serial vs parallel
+	$(PY) examples/demo_pipeline.py
+
+test: lint typecheck pytest  ## lint, type checks and the test suite
+
+lint: $(STAMP)
+	$(PY) -m ruff check pystream_actors tests examples benchmarks
+	$(PY) -m ruff format --check pystream_actors tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)  ## benchmarks: ratios against baselines measured in the same run
+	$(PY) benchmarks/parallel_speedup.py
+
+clean:
+	rm -rf $(VENV) dist .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,306 @@
+"""The pipeline builder: PyStream's ``Pipeline`` API on top of the actor runtime."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from . import _registry
+from ._coordinator import PARALLEL, SERIAL
+from ._errors import InvalidStageName, PipelineTerminated, PipelineUndefined
+from ._handle import PipelineHandle
+from ._loop import InputLoop
+from ._profiles import Profiles, get_profiler_db_folder, profiles_from
+from ._runtime import Runtime
+from ._stage import Stage, StageCallable, StageSlot, check_stage_name
+from ._statistics import PipelineStatistics
+
+logger = logging.getLogger("pystream_actors")
+
+_live_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+_NO_DATA: Any = object()
+_EXIT_TIMEOUT = 5.0  # seconds a stage may take to stop when the interpreter exits
+
+
+class Pipeline:
+    """A chain of stages, each run by its own actor, fed through a thread-safe handle.
+
+    Build it with ``add``; start it with ``serialize()`` (lock-step, one item in flight)
+    or ``parallelize()`` (every stage busy at once); feed it with ``forward``, the
+    ``handle`` or ``start_loop``; stop it with ``cleanup()`` or by leaving a ``with`` block.
+    """
+
+    def __init__(
+        self,
+        input_generator: Callable[[], Any] | None = None,
+        use_profiler: bool = False,
+        *,
+        name: str | None = None,
+    ) -> None:
+        if input_generator is not None and not callable(input_generator):
+            raise TypeError(
+                f"input_generator must be a zero-argument callable, got {type(input_generator).__name__}"
+            )
+        self._input_generator = input_generator
+        self.use_profiler = use_profiler
+        self.name = name
+        self._slots: list[StageSlot] = []
+        self._stage_count = 0
+        self._handle = PipelineHandle(name)
+        self._block_output = False
+        self._output_timeout: float | None = 10.0
+        self._loop: InputLoop | None = None
+        self._lock = threading.RLock()
+        _live_pipelines.add(self)
+
+    # -- building ---------------------------------------------------------------
+
+    def add(self, stage: StageCallable | Stage, name: str | None = None) -> None:
+        """Append a stage: a ``Stage`` instance or any one-argument callable.
+
+        Without ``name`` the stage's own ``name`` attribute is used, else ``Stage_<n>``
+        counting stages of this pipeline.
+        """
+        self._stage_count += 1
+        if name is None:
+            name = getattr(stage, "name", "") or f"Stage_{self._stage_count}"
+        check_stage_name(name)
+        if any(slot.name == name for slot in self._slots):
+            raise InvalidStageName(
+                f"a stage named {name!r} is already in this pipeline; pass a unique name to add()"
+            )
+        self._slots.append(StageSlot(name, stage))
+        if isinstance(stage, Stage) or hasattr(stage, "name"):
+            try:
+                stage.name = name
+            except AttributeError:
+                pass
+
+    @property
+    def stage_names(self) -> list[str]:
+        """The stage names in order."""
+        return [slot.name for slot in self._slots]
+
+    def serialize(self) -> Pipeline:
+        """Run in serial mode: each item passes every stage before the next one enters."""
+        self._start(SERIAL, capacity=max(4, 4 * len(self._slots)), admit_timeout=None)
+        return self
+
+    def parallelize(
+        self,
+        block_input: bool = True,
+        input_timeout: float = 10,
+        block_output: bool = False,
+        output_timeout: float = 10,
+        *,
+        capacity: int | None = None,
+    ) -> Pipeline:
+        """Run in parallel mode: every stage on its own thread, items kept in order.
+
+        ``forward`` waits up to ``input_timeout`` seconds for room when ``block_input``;
+        ``get_results`` waits up to ``output_timeout`` seconds when ``block_output``.
+        ``capacity`` bounds the items inside the pipeline (default: 4 per stage).
+        """
+        if capacity is None:
+            capacity = max(4, 4 * len(self._slots))
+        self._start(PARALLEL, capacity, admit_timeout=input_timeout if block_input else 0.0)
+        self._block_output = block_output
+        self._output_timeout = output_timeout
+        return self
+
+    def _start(self, mode: str, capacity: int, admit_timeout: float | None) -> None:
+        if not self._slots:
+            raise PipelineUndefined(
+                "the pipeline has no stages: add at least one with add() before choosing a mode"
+            )
+        with self._lock:
+            self._stop_runtime(drain=True, cleanup_stages=False)
+            if self.name is not None:
+                _registry.register(self.name, self._handle)
+            runtime = Runtime(list(self._slots), mode, capacity)
+            self._handle._attach(runtime, admit_timeout)
+            self._block_output = False
+
+    # -- feeding and reading ----------------------------------------------------
+
+    @property
+    def handle(self) -> PipelineHandle:
+        """The thread-safe handle to submit items and read results."""
+        return self._handle
+
+    @property
+    def mode(self) -> str | None:
+        """``"serial"``, ``"parallel"`` or None when no mode is running."""
+        runtime = self._handle._runtime
+        return runtime.mode if runtime is not None else None
+
+    def forward(self, data: Any = _NO_DATA) -> bool:
+        """Push one item; without ``data`` (or with None) the input generator makes it.
+
+        Serial mode returns once the item went through every stage (a stage's error is
+        raised here as ``StageError``). Parallel mode returns False if the pipeline had
+        no room in time.
+        """
+        runtime = self._handle._runtime
+        if runtime is None:
+            raise PipelineUndefined(
+                "forward() needs a running pipeline: call serialize() or parallelize() first"
+                " (after cleanup() the pipeline must be started again)"
+            )
+        if data is _NO_DATA or (data is None and self._input_generator is not None):
+            data = self._input_generator() if self._input_generator is not None else None
+        if runtime.mode == SERIAL:
+            self._handle.ask(data)
+            return True
+        return self._handle.tell(data)
+
+    def get_results(self) -> Any:
+        """The latest output not read yet, or None; the same output is never returned twice."""
+        runtime = self._handle._runtime
+        if runtime is None:
+            raise PipelineUndefined(
+                "get_results() needs a running pipeline: call serialize() or parallelize() first"
+            )
+        timeout = self._output_timeout if self._block_output else 0.0
+        return runtime.latest.take(timeout)
+
+    def start_loop(self, period: float = 0.01) -> None:
+        """Feed the pipeline from the input generator every ``period`` seconds, in the background."""
+        if self._input_generator is None:
+            raise PipelineUndefined(
+                "start_loop() needs an input generator: Pipeline(input_generator=...)"
+            )
+        if self._handle._runtime is None:
+            raise PipelineUndefined(
+                "start_loop() needs a running pipeline: call serialize() or parallelize() first"
+            )
+        with self._lock:
+            if self._loop is not None:
+                raise RuntimeError("the input loop is already running; call stop_loop() first")
+            generate = self._input_generator
+            self._loop = InputLoop(lambda: self._loop_push(generate), period)
+
+    def _loop_push(self, generate: Callable[[], Any]) -> None:
+        try:
+            self._handle.tell(generate(), timeout=0.0)
+        except (PipelineUndefined, PipelineTerminated):
+            pass
+
+    def stop_loop(self) -> None:
+        """Stop the input loop started by ``start_loop``; harmless when none runs."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop()
+
+    # -- observing --------------------------------------------------------------
+
+    def statistics(self) -> PipelineStatistics:
+        """An immutable snapshot of the pipeline's and every stage's counters."""
+        return self._handle.statistics()
+
+    def get_profiles(self) -> Profiles:
+        """(latency, throughput) per stage in PyStream's key format.
+
+        Needs ``use_profiler=True``; otherwise logs an error and returns ``({}, {})``.
+        """
+        if not self.use_profiler:
+            logger.error(
+                "get_profiles(): the profiler is off; create the Pipeline with use_profiler=True"
+            )
+            return {}, {}
+        return profiles_from(self._handle.statistics())
+
+    # -- nesting ------------------------------------------------------------------
+
+    def as_stage(self) -> PipelineStage:
+        """This built pipeline as one stage of another pipeline; it keeps its own mode."""
+        if self._handle._runtime is None:
+            raise PipelineUndefined(
+                "as_stage() needs a built pipeline: call serialize() or parallelize() on it first"
+            )
+        return PipelineStage(self)
+
+    # -- stopping -------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Stop the loop and every stage actor, and call each stage's ``cleanup()``.
+
+        Items still in flight finish first. Afterwards the pipeline is undefined again;
+        calling ``cleanup()`` twice is harmless.
+        """
+        self.stop_loop()
+        with self._lock:
+            self._stop_runtime(drain=True, cleanup_stages=True)
+
+    def _stop_runtime(
+        self, drain: bool, cleanup_stages: bool, timeout: float | None = None
+    ) -> None:
+        runtime = self._handle._runtime
+        if runtime is None:
+            return
+        if self.use_profiler and cleanup_stages:
+            self._save_profiles(runtime.statistics())
+        self._handle._attach(None)
+        if self.name is not None and cleanup_stages:
+            _registry.unregister(self.name, self._handle)
+        runtime.stop(drain=drain, timeout=timeout, cleanup_stages=cleanup_stages)
+
+    def _save_profiles(self, statistics: PipelineStatistics) -> None:
+        latency, throughput = profiles_from(statistics)
+        try:
+            folder = get_profiler_db_folder()
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "last_profiles.json"), "w", encoding="utf-8") as out:
+                json.dump({"latency": latency, "throughput": throughput}, out, indent=2)
+        except OSError as exc:
+            logger.warning("could not write profiles to %s: %s", get_profiler_db_folder(), exc)
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+
+class PipelineStage(Stage):
+    """A built pipeline used as one stage of another (from ``Pipeline.as_stage()``)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.name = pipeline.name or ""
+
+    def __call__(self, data: Any) -> Any:
+        return self.pipeline.handle.ask(data)
+
+    def cleanup(self) -> None:
+        self.pipeline.cleanup()
+
+    def child_statistics(self) -> PipelineStatistics | None:
+        """The nested pipeline's snapshot, shown under this stage."""
+        try:
+            return self.pipeline.statistics()
+        except PipelineUndefined:
+            return None
+
+
+def cleanup_live_pipelines() -> None:
+    """Stop every pipeline still running (at interpreter exit)."""
+    for pipeline in list(_live_pipelines):
+        try:
+            pipeline.stop_loop()
+            with pipeline._lock:
+                pipeline._stop_runtime(drain=False, cleanup_stages=True, timeout=_EXIT_TIMEOUT)
+        except Exception:
+            logger.exception("stopping a pipeline at exit failed")

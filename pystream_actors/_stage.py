@@ -1,0 +1,101 @@
+"""What a stage is: PyStream's ``Stage`` base class, plain callables, and stage names."""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import InvalidStage, InvalidStageName
+
+MAIN_PIPELINE_NAME = "MainPipeline"
+"""The name of the outermost pipeline in profile keys (PyStream's constant)."""
+
+FINAL_STAGE_NAME = "FinalStage"
+"""Reserved: PyStream's name for its internal last stage."""
+
+_RESERVED_NAMES = frozenset({MAIN_PIPELINE_NAME, FINAL_STAGE_NAME})
+
+StageCallable = Callable[[Any], Any]
+"""A stage is any one-argument callable; a ``Stage`` subclass adds cleanup and setup."""
+
+
+class Stage(abc.ABC):
+    """Base class for stages that hold state or resources.
+
+    Subclasses define ``__call__(data) -> data`` and ``cleanup()``. ``setup()`` is an
+    optional hook run in the stage's own thread before its first item, the place to open
+    cameras or load models that must live on the thread that uses them.
+    """
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def __call__(self, data: Any) -> Any:
+        """Process one item and return the output for the next stage."""
+
+    @abc.abstractmethod
+    def cleanup(self) -> None:
+        """Release what the stage holds; called once when the pipeline is cleaned up."""
+
+    def setup(self) -> None:  # noqa: B027 - optional hook, empty on purpose
+        """Prepare the stage in its own thread; runs before the first item."""
+
+
+def check_stage_name(name: str) -> str:
+    """Return ``name`` if it follows PyStream's rules, else raise ``InvalidStageName``."""
+    if not isinstance(name, str) or not name:
+        raise InvalidStageName(f"stage name must be a non-empty string, got {name!r}")
+    if "-" in name or "__" in name:
+        raise InvalidStageName(
+            f"stage name {name!r} contains '-' or '__'; use single underscores, e.g. 'Detect_Cars'"
+        )
+    if name.startswith("_") or name.endswith("_"):
+        raise InvalidStageName(
+            f"stage name {name!r} starts or ends with '_'; remove the outer underscores"
+        )
+    if name in _RESERVED_NAMES:
+        raise InvalidStageName(
+            f"stage name {name!r} is reserved by the pipeline; choose another name"
+        )
+    return name
+
+
+class StageSlot:
+    """One named stage of a pipeline: its callable and whether it has been set up.
+
+    The slot outlives the actors that run it, so a pipeline rebuilt in another mode does
+    not set the stage up twice, and ``cleanup()`` runs exactly once.
+    """
+
+    def __init__(self, name: str, stage: StageCallable) -> None:
+        if not callable(stage):
+            raise InvalidStage(
+                f"stage {name!r} is a {type(stage).__name__}, which is not callable; "
+                "pass a function taking one argument or a pystream_actors.Stage instance"
+            )
+        self.name = name
+        self.stage = stage
+        self._lock = threading.Lock()
+        self._is_set_up = False
+
+    def ensure_setup(self) -> None:
+        """Run the stage's ``setup()`` once, in the calling (actor) thread."""
+        with self._lock:
+            if self._is_set_up:
+                return
+            setup = getattr(self.stage, "setup", None)
+            if callable(setup):
+                setup()
+            self._is_set_up = True
+
+    def cleanup(self) -> None:
+        """Run the stage's ``cleanup()`` if it was set up; a later start sets it up again."""
+        with self._lock:
+            if not self._is_set_up:
+                return
+            self._is_set_up = False
+        cleanup = getattr(self.stage, "cleanup", None)
+        if callable(cleanup):
+            cleanup()
