@@ -72,6 +72,7 @@ class PipelineHandle:
 
     def _enter(self, data: Any, future: Future[Any] | None, timeout: float | None) -> None:
         runtime = self._running()
+        runtime.check_alive()
         wait = self._admit_timeout if timeout is None else timeout
         if not runtime.window.acquire(wait):
             if self._runtime is not runtime:

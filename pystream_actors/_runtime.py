@@ -17,7 +17,7 @@ from typing import Any
 import pykka
 
 from ._coordinator import CoordinatorActor
-from ._errors import PipelineInitiationError
+from ._errors import PipelineInitiationError, PipelineTerminated
 from ._latest import LatestResult
 from ._messages import Abort, Drain, Item, Link, Ready, Retire, Submit
 from ._stage import StageSlot
@@ -73,6 +73,15 @@ class Runtime:
             if stage_ref is ref:
                 return slot.name
         return "coordinator"
+
+    def check_alive(self) -> None:
+        """Raise ``PipelineTerminated`` naming the first stage whose actor has stopped."""
+        for slot, ref in zip(self.slots, self.stage_refs):
+            if not ref.is_alive():
+                raise PipelineTerminated(
+                    f"stage {slot.name!r} has stopped; rebuild the pipeline with "
+                    "serialize() or parallelize() to use it again"
+                )
 
     def submit(self, item: Item) -> None:
         """Hand an admitted item to the coordinator (the caller holds a window slot)."""

@@ -1,0 +1,42 @@
+"""Shared fixtures: every test must leave no pipeline thread behind."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from pystream_actors._pipeline import cleanup_live_pipelines
+
+_OUR_THREAD_PREFIXES = ("StageActor", "CoordinatorActor", "pystream-input-loop")
+
+
+def our_threads() -> list[threading.Thread]:
+    """Threads started by pystream_actors that are still alive."""
+    return [t for t in threading.enumerate() if t.name.startswith(_OUR_THREAD_PREFIXES)]
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a running pipeline or one of its threads behind."""
+    before = set(our_threads())
+    yield
+    leaked_pipelines = [t for t in our_threads() if t not in before]
+    cleanup_live_pipelines()
+    for thread in our_threads():
+        thread.join(10)
+    assert not leaked_pipelines, f"test left pipeline threads running: {leaked_pipelines}"
+
+
+class Recorder:
+    """Counts calls and remembers the inputs a stage saw, thread-safely."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: list[object] = []
+
+    def __call__(self, data: object) -> object:
+        with self.lock:
+            self.seen.append(data)
+        return data
