@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-_SUBBUCKETS = 8  # per power of two: about 6% relative error on a percentile
+_SUBBUCKETS = 16  # per power of two: at most about 3% relative error on a percentile
 _MIN_EXP = -20  # 2**-20 s, just under a microsecond
 _MAX_EXP = 8  # 2**8 s, about four minutes; anything longer lands in the last bucket
 _BUCKETS = (_MAX_EXP - _MIN_EXP) * _SUBBUCKETS
@@ -58,10 +58,10 @@ class Histogram:
         for index, count in enumerate(counts):
             running += count
             if running >= rank:
-                return min(_bucket_upper_bound(index), self.max)
+                return min(_bucket_midpoint(index), self.max)
         return self.max
 
 
-def _bucket_upper_bound(index: int) -> float:
+def _bucket_midpoint(index: int) -> float:
     exponent, sub = divmod(index, _SUBBUCKETS)
-    return math.ldexp(0.5 + (sub + 1) / (2 * _SUBBUCKETS), exponent + _MIN_EXP)
+    return math.ldexp(0.5 + (sub + 0.5) / (2 * _SUBBUCKETS), exponent + _MIN_EXP)
