@@ -43,10 +43,10 @@ logger.addHandler(logging.NullHandler())
 atexit.register(cleanup_live_pipelines)
 
 __all__ = [
+    "MAIN_PIPELINE_NAME",
     "InvalidStage",
     "InvalidStageName",
     "ItemDropped",
-    "MAIN_PIPELINE_NAME",
     "Percentiles",
     "Pipeline",
     "PipelineFull",
