@@ -14,6 +14,7 @@ import pykka
 from ._errors import ItemDropped, PipelineTerminated
 from ._latest import LatestResult
 from ._messages import Abort, Drain, Item, Link, Ready, Submit
+from ._result_stream import ResultStream
 from ._statistics import PipelineCounters
 from ._window import InFlightWindow
 
@@ -38,12 +39,14 @@ class CoordinatorActor(pykka.ThreadingActor):
         mode: str,
         window: InFlightWindow,
         latest: LatestResult,
+        stream: ResultStream,
         counters: PipelineCounters,
     ) -> None:
         super().__init__()
         self._lock_step = mode == SERIAL
         self._window = window
         self._latest = latest
+        self._stream = stream
         self._counters = counters
         self._first: pykka.ActorRef[Any] | None = None
         self._next_seq = 0
@@ -102,8 +105,10 @@ class CoordinatorActor(pykka.ThreadingActor):
         else:
             self._counters.record_done(item.submitted_at, now, "ok")
             self._latest.put(item.data)
+            if self._stream.subscribed:
+                self._stream.put(item.data)
             _settle(future, value=item.data)
-        self._window.release()
+        self._window.finish(item)
         if self._waiting:
             self._dispatch(self._waiting.popleft())
         elif self._drained:
@@ -117,8 +122,7 @@ class CoordinatorActor(pykka.ThreadingActor):
             item.drop(reason)  # stage actors skip it if it is still queued
             self._counters.record_done(item.submitted_at, time.perf_counter(), "dropped")
             _settle(item.future, error=PipelineTerminated(f"item #{item.seq}: {reason}"))
-        if pending:
-            self._window.release(len(pending))
+            self._window.finish(item)
         self._resolve_drained_if_idle()
 
     def _resolve_drained_if_idle(self) -> None:

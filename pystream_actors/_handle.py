@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -16,7 +18,7 @@ from ._statistics import PipelineStatistics
 
 
 class PipelineHandle:
-    """Submit items and read results; safe to share between threads.
+    """Submit items and read results; safe to share between threads and with asyncio.
 
     The handle stays the same object for the pipeline's whole life, also when the
     pipeline is rebuilt in another mode, so services can keep it.
@@ -25,14 +27,12 @@ class PipelineHandle:
     def __init__(self, name: str | None = None) -> None:
         self.name = name
         self._runtime: Runtime | None = None
-        self._admit_timeout: float | None = None
         self._rejected = 0
         self._lock = threading.Lock()
 
-    def _attach(self, runtime: Runtime | None, admit_timeout: float | None = None) -> None:
+    def _attach(self, runtime: Runtime | None) -> None:
         with self._lock:
             self._runtime = runtime
-            self._admit_timeout = admit_timeout
 
     def _running(self) -> Runtime:
         runtime = self._runtime
@@ -47,12 +47,16 @@ class PipelineHandle:
         """True while a mode is chosen and the pipeline has not been stopped."""
         return self._runtime is not None
 
+    # -- submitting ----------------------------------------------------------------
+
     def submit(self, data: Any, timeout: float | None = None) -> Future[Any]:
         """Accept ``data`` and return a future for its output.
 
-        Waits up to ``timeout`` seconds (default: the pipeline's input timeout) for room
-        in the in-flight window, then raises ``PipelineFull``. The future raises
-        ``StageError`` if a stage failed on the item, ``ItemDropped`` if it was dropped.
+        When the pipeline is full the ``on_full`` policy decides: ``"block"`` waits up to
+        ``timeout`` seconds (default: the pipeline's input timeout), then raises
+        ``PipelineFull``; ``"reject"`` raises it at once; ``"drop_oldest"`` always accepts.
+        The future raises ``StageError`` if a stage failed on the item and ``ItemDropped``
+        if a policy dropped it.
         """
         future: Future[Any] = Future()
         self._enter(data, future, timeout)
@@ -63,39 +67,64 @@ class PipelineHandle:
         return self.submit(data, timeout).result(timeout)
 
     def tell(self, data: Any, timeout: float | None = None) -> bool:
-        """Submit ``data`` without a future; False if the pipeline had no room in time."""
+        """Submit ``data`` without a future; False if the pipeline refused it for lack of room."""
         try:
             self._enter(data, None, timeout)
         except PipelineFull:
             return False
         return True
 
-    def _enter(self, data: Any, future: Future[Any] | None, timeout: float | None) -> None:
+    async def asubmit(self, data: Any, timeout: float | None = None) -> Any:
+        """``submit`` for asyncio: waits for room and for the output without blocking the loop."""
+        future: Future[Any] = Future()
+        if not self._enter(data, future, 0.0, count_refusal=False):
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._enter, data, future, timeout)
+        return await asyncio.wrap_future(future)
+
+    def _enter(
+        self,
+        data: Any,
+        future: Future[Any] | None,
+        timeout: float | None,
+        count_refusal: bool = True,
+    ) -> bool:
         runtime = self._running()
         runtime.check_alive()
-        wait = self._admit_timeout if timeout is None else timeout
-        if not runtime.window.acquire(wait):
+        flow = runtime.flow
+        item = Item(data, future, time.perf_counter(), flow.max_age)
+        wait = flow.admit_timeout if timeout is None else timeout
+        if not runtime.window.admit(item, wait):
             if self._runtime is not runtime:
                 raise PipelineTerminated("the pipeline was stopped while the item waited for room")
+            if not count_refusal:
+                return False
             with self._lock:
                 self._rejected += 1
+            how = (
+                f"no room came free within {wait}s"
+                if flow.on_full == "block"
+                else "on_full='reject'"
+            )
             raise PipelineFull(
-                f"the pipeline is full ({runtime.window.capacity} items in flight) and "
-                f"no room came free within {wait}s; raise the capacity, pass a longer "
-                "timeout, or slow the source"
+                f"the pipeline is full ({flow.capacity} items in flight) and {how}; raise "
+                "the capacity, pass a longer timeout, use on_full='drop_oldest', or slow the source"
             )
         try:
-            runtime.submit(Item(-1, data, future, time.perf_counter()))
+            runtime.submit(item)
         except pykka.ActorDeadError:
-            runtime.window.release()
+            runtime.window.finish(item)
             raise PipelineTerminated(
                 "the pipeline was stopped; the item was not accepted"
             ) from None
+        return True
 
     @property
     def rejected(self) -> int:
-        """Items refused because the pipeline had no room (never accepted, never counted as drops)."""
+        """Items refused for lack of room: never accepted, so never counted as drops."""
         return self._rejected
+
+    # -- reading ---------------------------------------------------------------------
 
     def latest(self, timeout: float | None = 0.0, default: Any = None) -> Any:
         """The newest output not read yet (older unread ones are skipped), or ``default``.
@@ -104,15 +133,45 @@ class PipelineHandle:
         """
         return self._running().latest.take(timeout, default)
 
+    def results(self, timeout: float | None = None) -> Iterator[Any]:
+        """Every output from now on, in input order.
+
+        Waits up to ``timeout`` seconds for each next output and ends when none came in
+        time or the pipeline stopped. Outputs are buffered in bounded memory
+        (``results_buffer``); when a reader falls behind, the oldest unread outputs are
+        dropped and counted in ``statistics().results_dropped``.
+        """
+        stream = self._running().stream
+        stream.subscribe()
+        while True:
+            ok, value = stream.get(timeout)
+            if not ok:
+                return
+            yield value
+
+    async def aresults(self, timeout: float | None = None) -> AsyncIterator[Any]:
+        """``results`` for asyncio: waits in a worker thread, never on the event loop."""
+        stream = self._running().stream
+        stream.subscribe()
+        loop = asyncio.get_running_loop()
+        while True:
+            ok, value = await loop.run_in_executor(None, stream.get, timeout)
+            if not ok:
+                return
+            yield value
+
     def statistics(self) -> PipelineStatistics:
         """An immutable snapshot of the pipeline's counters and each stage's."""
         return self._running().statistics()
+
+    # -- stopping ----------------------------------------------------------------------
 
     def stop(self, drain: bool = True, timeout: float | None = None) -> bool:
         """Stop the running pipeline: finish accepted items first when ``drain``.
 
         With ``drain=False`` pending futures fail with ``PipelineTerminated`` at once.
-        Returns True if every thread ended within ``timeout``. Stopping twice is harmless.
+        Each stage's ``cleanup()`` runs. Returns True if every thread ended within
+        ``timeout``. Stopping twice is harmless.
         """
         with self._lock:
             runtime, self._runtime = self._runtime, None

@@ -7,31 +7,74 @@ to the coordinator exactly once and in order, carrying its outcome.
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
+
+if TYPE_CHECKING:
+    from ._window import InFlightWindow
 
 
 class Item:
     """One accepted input on its way through the stages."""
 
-    __slots__ = ("seq", "data", "future", "submitted_at", "sent_at", "error", "dropped")
+    __slots__ = (
+        "data",
+        "dropped",
+        "error",
+        "expires_at",
+        "future",
+        "gate",
+        "holds_slot",
+        "sent_at",
+        "seq",
+        "submitted_at",
+    )
 
-    def __init__(self, seq: int, data: Any, future: Future[Any] | None, now: float) -> None:
-        self.seq = seq
+    def __init__(
+        self,
+        data: Any,
+        future: Future[Any] | None,
+        now: float,
+        max_age: float | None = None,
+    ) -> None:
+        self.seq = -1  # numbered by the coordinator, in admission order
         self.data = data
         self.future = future
         self.submitted_at = now
         self.sent_at = now
+        self.expires_at = math.inf if max_age is None else now + max_age
         self.error: BaseException | None = None
         self.dropped: str | None = None
+        self.holds_slot = False
+        self.gate: InFlightWindow | None = None
 
     @property
     def is_live(self) -> bool:
         """True while a stage should still work on this item."""
         return self.error is None and self.dropped is None
+
+    def begin(self, now: float) -> bool:
+        """A stage is about to start the item: False if it must be skipped.
+
+        The first stage of a ``drop_oldest`` pipeline claims the item from the window, so
+        that the window never drops an item a stage already works on. An item past its
+        deadline is dropped here.
+        """
+        gate = self.gate
+        if gate is not None:
+            self.gate = None
+            if not gate.start(self):
+                return False
+        if not self.is_live:
+            return False
+        if now > self.expires_at:
+            self.drop("older than max_age when a stage was about to start it")
+            return False
+        return True
 
     def drop(self, reason: str) -> None:
         """Mark the item dropped and free its payload at once."""

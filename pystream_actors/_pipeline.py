@@ -17,9 +17,10 @@ from ._errors import InvalidStageName, PipelineTerminated, PipelineUndefined
 from ._handle import PipelineHandle
 from ._loop import InputLoop
 from ._profiles import Profiles, get_profiler_db_folder, profiles_from
-from ._runtime import Runtime
+from ._runtime import FlowSettings, Runtime
 from ._stage import Stage, StageCallable, StageSlot, check_stage_name
 from ._statistics import PipelineStatistics
+from ._window import OnFull
 
 logger = logging.getLogger("pystream_actors")
 
@@ -56,6 +57,7 @@ class Pipeline:
         self._block_output = False
         self._output_timeout: float | None = 10.0
         self._loop: InputLoop | None = None
+        self._missed_ticks_before = 0
         self._lock = threading.RLock()
         _live_pipelines.add(self)
 
@@ -87,9 +89,21 @@ class Pipeline:
         """The stage names in order."""
         return [slot.name for slot in self._slots]
 
-    def serialize(self) -> Pipeline:
-        """Run in serial mode: each item passes every stage before the next one enters."""
-        self._start(SERIAL, capacity=max(4, 4 * len(self._slots)), admit_timeout=None)
+    def serialize(
+        self,
+        *,
+        capacity: int = 1,
+        on_full: OnFull = "block",
+        max_age: float | None = None,
+        results_buffer: int = 1024,
+    ) -> Pipeline:
+        """Run in serial mode: each item passes every stage before the next one enters.
+
+        ``capacity`` items may wait at the coordinator for their turn (default 1: a
+        ``forward`` from another thread waits until the pipeline is free).
+        """
+        flow = FlowSettings(capacity, on_full, None, max_age, results_buffer)
+        self._start(SERIAL, flow)
         return self
 
     def parallelize(
@@ -100,21 +114,31 @@ class Pipeline:
         output_timeout: float = 10,
         *,
         capacity: int | None = None,
+        on_full: OnFull | None = None,
+        max_age: float | None = None,
+        results_buffer: int = 1024,
     ) -> Pipeline:
         """Run in parallel mode: every stage on its own thread, items kept in order.
 
-        ``forward`` waits up to ``input_timeout`` seconds for room when ``block_input``;
-        ``get_results`` waits up to ``output_timeout`` seconds when ``block_output``.
         ``capacity`` bounds the items inside the pipeline (default: 4 per stage).
+        ``on_full`` says what a full pipeline does with a new item: ``"block"`` (wait
+        up to ``input_timeout``; PyStream's ``block_input=True``), ``"reject"`` (refuse
+        at once; ``block_input=False``) or ``"drop_oldest"`` (keep the newest, drop the
+        oldest not yet started). ``max_age`` drops items older than that many seconds
+        before a stage starts them. ``get_results`` waits up to ``output_timeout``
+        seconds when ``block_output``.
         """
         if capacity is None:
             capacity = max(4, 4 * len(self._slots))
-        self._start(PARALLEL, capacity, admit_timeout=input_timeout if block_input else 0.0)
+        if on_full is None:
+            on_full = "block" if block_input else "reject"
+        flow = FlowSettings(capacity, on_full, input_timeout, max_age, results_buffer)
+        self._start(PARALLEL, flow)
         self._block_output = block_output
         self._output_timeout = output_timeout
         return self
 
-    def _start(self, mode: str, capacity: int, admit_timeout: float | None) -> None:
+    def _start(self, mode: str, flow: FlowSettings) -> None:
         if not self._slots:
             raise PipelineUndefined(
                 "the pipeline has no stages: add at least one with add() before choosing a mode"
@@ -123,8 +147,8 @@ class Pipeline:
             self._stop_runtime(drain=True, cleanup_stages=False)
             if self.name is not None:
                 _registry.register(self.name, self._handle)
-            runtime = Runtime(list(self._slots), mode, capacity)
-            self._handle._attach(runtime, admit_timeout)
+            runtime = Runtime(list(self._slots), mode, flow)
+            self._handle._attach(runtime)
             self._block_output = False
 
     # -- feeding and reading ----------------------------------------------------
@@ -184,13 +208,21 @@ class Pipeline:
             if self._loop is not None:
                 raise RuntimeError("the input loop is already running; call stop_loop() first")
             generate = self._input_generator
-            self._loop = InputLoop(lambda: self._loop_push(generate), period)
+            self._loop = InputLoop(lambda: self._loop_push(generate, period), period)
 
-    def _loop_push(self, generate: Callable[[], Any]) -> None:
+    def _loop_push(self, generate: Callable[[], Any], period: float) -> None:
+        # A full pipeline gets the on_full policy, but "block" waits at most one period:
+        # the clock must not stall behind a slow stage.
         try:
-            self._handle.tell(generate(), timeout=0.0)
+            self._handle.tell(generate(), timeout=period)
         except (PipelineUndefined, PipelineTerminated):
             pass
+
+    @property
+    def missed_ticks(self) -> int:
+        """Ticks of the input loop skipped because a push ran past its due time."""
+        loop = self._loop
+        return loop.missed_ticks if loop is not None else self._missed_ticks_before
 
     def stop_loop(self) -> None:
         """Stop the input loop started by ``start_loop``; harmless when none runs."""
@@ -198,6 +230,7 @@ class Pipeline:
             loop, self._loop = self._loop, None
         if loop is not None:
             loop.stop()
+            self._missed_ticks_before = loop.missed_ticks
 
     # -- observing --------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -20,27 +21,51 @@ from ._coordinator import CoordinatorActor
 from ._errors import PipelineInitiationError, PipelineTerminated
 from ._latest import LatestResult
 from ._messages import Abort, Drain, Item, Link, Ready, Retire, Submit
+from ._result_stream import ResultStream
 from ._stage import StageSlot
 from ._stage_actor import StageActor
 from ._statistics import PipelineCounters, PipelineStatistics, StageCounters
-from ._window import InFlightWindow
+from ._window import InFlightWindow, OnFull
 
 logger = logging.getLogger("pystream_actors")
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """How items enter and leave a running pipeline."""
+
+    capacity: int
+    """Most items inside the pipeline at once (accepted, not finished)."""
+    on_full: OnFull = "block"
+    admit_timeout: float | None = 10.0
+    """How long ``"block"`` waits for room by default (None: for ever)."""
+    max_age: float | None = None
+    """Seconds after acceptance past which a stage drops the item instead of starting it."""
+    results_buffer: int = 1024
+    """Outputs kept for ``handle.results()`` readers; the oldest unread is dropped past it."""
+
+    def __post_init__(self) -> None:
+        if self.max_age is not None and self.max_age <= 0:
+            raise ValueError(f"max_age must be a positive number of seconds, got {self.max_age!r}")
 
 
 class Runtime:
     """Starts the coordinator and one actor per stage, and stops them all again."""
 
-    def __init__(self, slots: list[StageSlot], mode: str, capacity: int) -> None:
+    def __init__(self, slots: list[StageSlot], mode: str, flow: FlowSettings) -> None:
         self.mode = mode
         self.slots = slots
-        self.window = InFlightWindow(capacity)
+        self.flow = flow
+        self.window = InFlightWindow(flow.capacity, flow.on_full)
         self.latest = LatestResult()
+        self.stream = ResultStream(flow.results_buffer)
         self.counters = PipelineCounters()
         self.stage_counters = [StageCounters(slot.name) for slot in slots]
         self._threads: list[threading.Thread] = []
         self._stopped = False
-        self.coordinator = CoordinatorActor.start(mode, self.window, self.latest, self.counters)
+        self.coordinator = CoordinatorActor.start(
+            mode, self.window, self.latest, self.stream, self.counters
+        )
         self.stage_refs: list[pykka.ActorRef[Any]] = []
         try:
             downstream: pykka.ActorRef[Any] = self.coordinator
@@ -93,7 +118,9 @@ class Runtime:
             counters.snapshot(queue_depth=_queue_depth(ref), child=_child_statistics(slot.stage))
             for slot, ref, counters in zip(self.slots, self.stage_refs, self.stage_counters)
         )
-        return self.counters.snapshot(self.mode, self.window.used, stages)
+        return self.counters.snapshot(
+            self.mode, self.window.used, stages, self.window.dropped, self.stream.dropped
+        )
 
     def stop(self, drain: bool, timeout: float | None = None, cleanup_stages: bool = True) -> bool:
         """Stop every actor and join its thread; True if all of them ended in time.
@@ -105,6 +132,12 @@ class Runtime:
         if self._stopped:
             return True
         self._stopped = True
+        try:
+            return self._stop(drain, timeout, cleanup_stages)
+        finally:
+            self.stream.close()
+
+    def _stop(self, drain: bool, timeout: float | None, cleanup_stages: bool) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         self.window.close()
         if drain and self.coordinator.is_alive():

@@ -59,17 +59,22 @@ class StageActor(pykka.ThreadingActor):
     def _process(self, item: Item) -> None:
         if item.is_live:
             started = time.perf_counter()
-            try:
-                item.data = self._call(item.data)
-                ok = True
-            except Exception as exc:
-                item.error = StageError(self._name, item.seq, exc)
-                item.data = None
-                ok = False
-                logger.warning("stage %r failed on item #%d", self._name, item.seq, exc_info=exc)
-            ended = time.perf_counter()
-            self._counters.record(started, ended, started - item.sent_at, ok)
-            item.sent_at = ended
+            if item.begin(started):
+                try:
+                    item.data = self._call(item.data)
+                    ok = True
+                except Exception as exc:
+                    item.error = StageError(self._name, item.seq, exc)
+                    item.data = None
+                    ok = False
+                    logger.warning(
+                        "stage %r failed on item #%d", self._name, item.seq, exc_info=exc
+                    )
+                ended = time.perf_counter()
+                self._counters.record(started, ended, started - item.sent_at, ok)
+                item.sent_at = ended
+            elif started > item.expires_at:
+                self._counters.dropped += 1
         try:
             self._downstream.tell(item)
         except pykka.ActorDeadError:

@@ -74,6 +74,12 @@ class PipelineStatistics:
     throughput: float
     mean_throughput: float
     stages: tuple[StageStatistics, ...] = field(default_factory=tuple)
+    dropped_on_full: int = 0
+    """Items the ``drop_oldest`` policy dropped (part of ``dropped``)."""
+    dropped_by_deadline: int = 0
+    """Items a stage dropped because they were older than ``max_age`` (part of ``dropped``)."""
+    results_dropped: int = 0
+    """Outputs pushed out of the ``results()`` buffer before anyone read them."""
     bottleneck: Optional[str] = None
     """The stage that limits throughput: the one busiest over the recent window."""
 
@@ -203,7 +209,12 @@ class PipelineCounters:
             self.dropped += 1
 
     def snapshot(
-        self, mode: str, in_flight: int, stages: tuple[StageStatistics, ...]
+        self,
+        mode: str,
+        in_flight: int,
+        stages: tuple[StageStatistics, ...],
+        dropped_on_full: int,
+        results_dropped: int,
     ) -> PipelineStatistics:
         now = time.perf_counter()
         rate, _ = self.window.rates(now, self.first_accept)
@@ -224,5 +235,8 @@ class PipelineCounters:
             throughput=rate,
             mean_throughput=self.completed / span if span > 0 else 0.0,
             stages=stages,
+            dropped_on_full=dropped_on_full,
+            dropped_by_deadline=sum(stage.dropped for stage in stages),
+            results_dropped=results_dropped,
             bottleneck=busiest.name if busiest is not None and busiest.processed else None,
         )

@@ -1,50 +1,105 @@
-"""The in-flight window: how many accepted items may be inside a pipeline at once."""
+"""The in-flight window: how many accepted items may be inside a pipeline at once.
+
+The handle admits through it (on the caller's thread, the only place that may wait), the
+first stage claims items from it, and the coordinator frees a slot when an item finishes.
+What happens when it is full is the pipeline's ``on_full`` policy:
+
+- ``"block"``: wait up to the timeout for a free slot, then refuse;
+- ``"reject"``: refuse at once;
+- ``"drop_oldest"``: accept at once; the oldest item the first stage has not started yet
+  is dropped to make room. When every item inside is already being worked on, the newest
+  is still accepted and waits: the window then holds at most ``capacity + 1`` items.
+"""
 
 from __future__ import annotations
 
+import collections
 import threading
+from typing import Literal
+
+from ._messages import Item
+
+OnFull = Literal["block", "reject", "drop_oldest"]
+ON_FULL_POLICIES: tuple[OnFull, ...] = ("block", "reject", "drop_oldest")
 
 
 class InFlightWindow:
-    """A counting gate shared by the handle (which admits) and the coordinator (which frees).
+    """A counting gate shared by the handle, the first stage and the coordinator."""
 
-    Admission may wait (callers' threads only, never an actor's); freeing never blocks.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
+    def __init__(self, capacity: int, on_full: OnFull = "block") -> None:
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a whole number of items >= 1, got {capacity!r}")
+        if on_full not in ON_FULL_POLICIES:
+            raise ValueError(f"on_full must be one of {ON_FULL_POLICIES}, got {on_full!r}")
         self.capacity = capacity
+        self.on_full = on_full
         self._cond = threading.Condition(threading.Lock())
         self._used = 0
         self._closed = False
+        self._not_started: collections.deque[Item] = collections.deque()
+        self.dropped = 0
 
     @property
     def used(self) -> int:
-        """Items admitted and not yet freed."""
+        """Items admitted and not yet finished."""
         return self._used
 
-    def acquire(self, timeout: float | None) -> bool:
-        """Take a slot, waiting up to ``timeout`` seconds (``0`` = not at all, ``None`` = forever).
+    def admit(self, item: Item, timeout: float | None) -> bool:
+        """Take a slot for ``item`` by the policy; False if refused or the window is closed.
 
-        Returns False if no slot came free in time or the window was closed.
+        ``timeout`` only matters for ``"block"``: 0 = do not wait, None = wait for ever.
         """
         with self._cond:
-            if self._used >= self.capacity and timeout != 0.0 and not self._closed:
-                self._cond.wait_for(lambda: self._used < self.capacity or self._closed, timeout)
-            if self._closed or self._used >= self.capacity:
+            if self._used >= self.capacity and not self._closed:
+                if self.on_full == "drop_oldest":
+                    self._drop_oldest_not_started()
+                elif self.on_full == "block" and timeout != 0.0:
+                    self._cond.wait_for(lambda: self._used < self.capacity or self._closed, timeout)
+            if self._closed or (self._used >= self.capacity and self.on_full != "drop_oldest"):
                 return False
             self._used += 1
+            item.holds_slot = True
+            if self.on_full == "drop_oldest":
+                item.gate = self
+                self._not_started.append(item)
             return True
 
-    def release(self, count: int = 1) -> None:
-        """Free ``count`` slots and wake waiting submitters."""
+    def _drop_oldest_not_started(self) -> None:
+        while self._not_started:
+            victim = self._not_started.popleft()
+            if victim.is_live:
+                victim.drop("on_full='drop_oldest': a newer item took its place")
+                self._free(victim)
+                self.dropped += 1
+                return
+
+    def start(self, item: Item) -> bool:
+        """The first stage is about to work on ``item``: False if it was dropped meanwhile."""
         with self._cond:
-            self._used -= count
-            self._cond.notify(count)
+            if not item.is_live:
+                return False
+            if self._not_started and self._not_started[0] is item:
+                self._not_started.popleft()
+            else:
+                try:
+                    self._not_started.remove(item)
+                except ValueError:
+                    pass
+            return True
+
+    def finish(self, item: Item) -> None:
+        """``item`` left the pipeline: free its slot (once) and wake a waiting submitter."""
+        with self._cond:
+            self._free(item)
+
+    def _free(self, item: Item) -> None:
+        if item.holds_slot:
+            item.holds_slot = False
+            self._used -= 1
+            self._cond.notify()
 
     def close(self) -> None:
-        """Refuse every later ``acquire`` and wake everyone waiting."""
+        """Refuse every later ``admit`` and wake everyone waiting."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
