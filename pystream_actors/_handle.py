@@ -27,12 +27,15 @@ class PipelineHandle:
     def __init__(self, name: str | None = None) -> None:
         self.name = name
         self._runtime: Runtime | None = None
+        self._last_runtime: Runtime | None = None  # keeps final statistics after a stop
         self._rejected = 0
         self._lock = threading.Lock()
 
     def _attach(self, runtime: Runtime | None) -> None:
         with self._lock:
             self._runtime = runtime
+            if runtime is not None:
+                self._last_runtime = runtime
 
     def _running(self) -> Runtime:
         runtime = self._runtime
@@ -142,27 +145,43 @@ class PipelineHandle:
         dropped and counted in ``statistics().results_dropped``.
         """
         stream = self._running().stream
-        stream.subscribe()
-        while True:
-            ok, value = stream.get(timeout)
-            if not ok:
-                return
-            yield value
+        stream.subscribe()  # now, not at the first next(): outputs from here on count
 
-    async def aresults(self, timeout: float | None = None) -> AsyncIterator[Any]:
+        def read() -> Iterator[Any]:
+            while True:
+                ok, value = stream.get(timeout)
+                if not ok:
+                    return
+                yield value
+
+        return read()
+
+    def aresults(self, timeout: float | None = None) -> AsyncIterator[Any]:
         """``results`` for asyncio: waits in a worker thread, never on the event loop."""
         stream = self._running().stream
         stream.subscribe()
-        loop = asyncio.get_running_loop()
-        while True:
-            ok, value = await loop.run_in_executor(None, stream.get, timeout)
-            if not ok:
-                return
-            yield value
+
+        async def read() -> AsyncIterator[Any]:
+            loop = asyncio.get_running_loop()
+            while True:
+                ok, value = await loop.run_in_executor(None, stream.get, timeout)
+                if not ok:
+                    return
+                yield value
+
+        return read()
 
     def statistics(self) -> PipelineStatistics:
-        """An immutable snapshot of the pipeline's counters and each stage's."""
-        return self._running().statistics()
+        """An immutable snapshot of the pipeline's counters and each stage's.
+
+        After a stop it still answers, with the final figures of the last run.
+        """
+        runtime = self._runtime or self._last_runtime
+        if runtime is None:
+            raise PipelineUndefined(
+                "the pipeline has not run yet: call serialize() or parallelize() first"
+            )
+        return runtime.statistics()
 
     # -- stopping ----------------------------------------------------------------------
 

@@ -102,3 +102,14 @@ def test_many_threads_share_one_handle() -> None:
     assert not errors
     assert pipeline.statistics().completed == 2000
     pipeline.cleanup()
+
+
+def test_statistics_survive_cleanup() -> None:
+    """The final figures of a run stay readable after cleanup()."""
+    pipeline = four_stage_pipeline()
+    with pytest.raises(ps.PipelineUndefined):
+        pipeline.statistics()
+    with pipeline.parallelize():
+        for i in range(10):
+            pipeline.handle.ask(i, timeout=30)
+    assert pipeline.statistics().completed == 10
