@@ -6,14 +6,16 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
-from ._errors import ItemDropped, PipelineTerminated
+from ._errors import ItemDropped, PipelineTerminated, StageError
 from ._latest import LatestResult
-from ._messages import Abort, Drain, Item, Link, Ready, Submit
+from ._messages import Abort, Drain, FailureNotice, Handover, Item, Link, Ready, Relink, Submit
 from ._result_stream import ResultStream
 from ._statistics import PipelineCounters
 from ._window import InFlightWindow
@@ -22,6 +24,17 @@ logger = logging.getLogger("pystream_actors")
 
 SERIAL = "serial"
 PARALLEL = "parallel"
+
+
+@dataclass(frozen=True)
+class Outlets:
+    """Where the coordinator delivers outcomes besides each item's future."""
+
+    latest: LatestResult
+    results: ResultStream
+    dead_letters: ResultStream
+    on_error: list[Callable[[StageError], object]]
+    on_failure_notice: Callable[[FailureNotice], None]
 
 
 class CoordinatorActor(pykka.ThreadingActor):
@@ -35,36 +48,38 @@ class CoordinatorActor(pykka.ThreadingActor):
     use_daemon_thread = True
 
     def __init__(
-        self,
-        mode: str,
-        window: InFlightWindow,
-        latest: LatestResult,
-        stream: ResultStream,
-        counters: PipelineCounters,
+        self, mode: str, window: InFlightWindow, outlets: Outlets, counters: PipelineCounters
     ) -> None:
         super().__init__()
         self._lock_step = mode == SERIAL
         self._window = window
-        self._latest = latest
-        self._stream = stream
+        self._outlets = outlets
         self._counters = counters
         self._first: pykka.ActorRef[Any] | None = None
         self._next_seq = 0
         self._in_flight: dict[int, Item] = {}
         self._waiting: collections.deque[Item] = collections.deque()
         self._drained: list[Future[None]] = []
+        self._terminated: str | None = None
+
+    def on_start(self) -> None:
+        threading.current_thread().name = "CoordinatorActor"
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is Item:
             self._finish(message)
         elif type(message) is Submit:
             self._admit(message.item)
+        elif isinstance(message, Relink):
+            self._first = message.successor
+            message.predecessor.tell(Handover(message.successor))
         elif isinstance(message, Link):
             self._first = message.first
         elif isinstance(message, Drain):
             self._drained.append(message.done)
             self._resolve_drained_if_idle()
         elif isinstance(message, Abort):
+            self._terminated = message.reason
             self._abort(message.reason)
         elif isinstance(message, Ready):
             return threading.current_thread(), None
@@ -76,6 +91,9 @@ class CoordinatorActor(pykka.ThreadingActor):
         item.seq = self._next_seq
         self._next_seq += 1
         self._counters.record_accepted(item.submitted_at)
+        if self._terminated is not None:
+            self._fail_terminated(item, self._terminated)
+            return
         self._in_flight[item.seq] = item
         if self._lock_step and len(self._in_flight) > 1:
             self._waiting.append(item)
@@ -95,24 +113,37 @@ class CoordinatorActor(pykka.ThreadingActor):
         if self._in_flight.pop(item.seq, None) is None:
             return  # already failed by an abort
         now = time.perf_counter()
-        future = item.future
-        if item.error is not None:
+        error = item.error
+        if error is not None:
             self._counters.record_done(item.submitted_at, now, "failed")
-            _settle(future, error=item.error)
+            _settle(item.future, error=error)
+            if isinstance(error, StageError):
+                self._deliver_dead_letter(error)
+            if item.failure_action is not None:
+                self._outlets.on_failure_notice(item.failure_action)
         elif item.dropped is not None:
             self._counters.record_done(item.submitted_at, now, "dropped")
-            _settle(future, error=ItemDropped(item.seq, item.dropped))
+            _settle(item.future, error=ItemDropped(item.seq, item.dropped))
         else:
             self._counters.record_done(item.submitted_at, now, "ok")
-            self._latest.put(item.data)
-            if self._stream.subscribed:
-                self._stream.put(item.data)
-            _settle(future, value=item.data)
+            self._outlets.latest.put(item.data)
+            if self._outlets.results.subscribed:
+                self._outlets.results.put(item.data)
+            _settle(item.future, value=item.data)
         self._window.finish(item)
         if self._waiting:
             self._dispatch(self._waiting.popleft())
         elif self._drained:
             self._resolve_drained_if_idle()
+
+    def _deliver_dead_letter(self, error: StageError) -> None:
+        if self._outlets.dead_letters.subscribed:
+            self._outlets.dead_letters.put(error)
+        for callback in self._outlets.on_error:
+            try:
+                callback(error)
+            except Exception:
+                logger.exception("an on_error callback raised; it is skipped for this item")
 
     def _abort(self, reason: str) -> None:
         pending = list(self._in_flight.values())
@@ -120,10 +151,13 @@ class CoordinatorActor(pykka.ThreadingActor):
         self._waiting.clear()
         for item in pending:
             item.drop(reason)  # stage actors skip it if it is still queued
-            self._counters.record_done(item.submitted_at, time.perf_counter(), "dropped")
-            _settle(item.future, error=PipelineTerminated(f"item #{item.seq}: {reason}"))
-            self._window.finish(item)
+            self._fail_terminated(item, reason)
         self._resolve_drained_if_idle()
+
+    def _fail_terminated(self, item: Item, reason: str) -> None:
+        self._counters.record_done(item.submitted_at, time.perf_counter(), "dropped")
+        _settle(item.future, error=PipelineTerminated(f"item #{item.seq}: {reason}"))
+        self._window.finish(item)
 
     def _resolve_drained_if_idle(self) -> None:
         if self._in_flight:

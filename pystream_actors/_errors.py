@@ -59,19 +59,23 @@ class StageError(PyStreamError):
     """A stage raised while processing one item.
 
     ``stage`` names the stage, ``item_index`` is the item's position in input order
-    (0-based), and ``__cause__`` is the exception the stage raised.
+    (0-based), ``data`` is what the stage was given, and ``__cause__`` is the exception
+    the stage raised.
     """
 
-    def __init__(self, stage: str, item_index: int, cause: BaseException) -> None:
+    def __init__(
+        self, stage: str, item_index: int, cause: BaseException, data: object = None
+    ) -> None:
         super().__init__(
             f"stage {stage!r} failed on item #{item_index}: {type(cause).__name__}: {cause}"
         )
         self.stage = stage
         self.item_index = item_index
+        self.data = data
         self.__cause__ = cause
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (StageError, (self.stage, self.item_index, self.__cause__))
+        return (StageError, (self.stage, self.item_index, self.__cause__, self.data))
 
 
 class ItemDropped(PyStreamError):

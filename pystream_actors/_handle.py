@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
 import pykka
 
-from ._errors import PipelineFull, PipelineTerminated, PipelineUndefined
+from ._errors import PipelineFull, PipelineTerminated, PipelineUndefined, StageError
 from ._messages import Item
 from ._runtime import Runtime
 from ._statistics import PipelineStatistics
+from ._supervisor import CONTROL_TIMEOUT, StageStatus, Supervisor
 
 
 class PipelineHandle:
@@ -30,6 +31,7 @@ class PipelineHandle:
         self._last_runtime: Runtime | None = None  # keeps final statistics after a stop
         self._rejected = 0
         self._lock = threading.Lock()
+        self.error_callbacks: list[Callable[[StageError], object]] = []
 
     def _attach(self, runtime: Runtime | None) -> None:
         with self._lock:
@@ -44,6 +46,12 @@ class PipelineHandle:
                 "the pipeline is not running: call serialize() or parallelize() first"
             )
         return runtime
+
+    def _control(self) -> Supervisor:
+        runtime = self._running()
+        if runtime.terminated is not None:
+            raise PipelineTerminated(runtime.terminated)
+        return runtime.supervisor
 
     @property
     def is_running(self) -> bool:
@@ -170,6 +178,55 @@ class PipelineHandle:
                 yield value
 
         return read()
+
+    # -- errors and runtime control ---------------------------------------------------
+
+    def on_error(self, callback: Callable[[StageError], object]) -> None:
+        """Call ``callback(error)`` for every item a stage failed on.
+
+        The ``StageError`` carries ``stage``, ``item_index``, ``data`` (the stage's input)
+        and the original exception as ``__cause__``. Callbacks run on the coordinator's
+        thread: keep them quick.
+        """
+        self.error_callbacks.append(callback)
+
+    def dead_letters(self, timeout: float | None = None) -> Iterator[StageError]:
+        """Every ``StageError`` from now on, as an iterator (bounded like ``results``)."""
+        stream = self._running().dead_letters
+        stream.subscribe()
+
+        def read() -> Iterator[StageError]:
+            while True:
+                ok, error = stream.get(timeout)
+                if not ok:
+                    return
+                yield error
+
+        return read()
+
+    def stop_stage(self, name: str) -> None:
+        """Stop one stage: it cleans up, and items wait for it (within capacity and on_full)."""
+        self._control().stop_stage(name)
+
+    def start_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> None:
+        """Start a stopped stage again; the items that waited go first, in order."""
+        self._control().start_stage(name, timeout)
+
+    def restart_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> None:
+        """Replace a stage's actor (and instance, from its class or factory) while items flow."""
+        self._control().restart_stage(name, timeout)
+
+    def replace_stage(self, name: str, stage: Any, timeout: float | None = CONTROL_TIMEOUT) -> None:
+        """Put another stage (instance, Stage class or factory) in place of ``name``.
+
+        No accepted item is lost, duplicated or reordered: items before the swap are
+        processed by the old stage, items after it by the new one.
+        """
+        self._control().replace_stage(name, stage, timeout)
+
+    def status(self) -> dict[str, StageStatus]:
+        """Each stage's state (running, restarting, stopped, failed) and restart count."""
+        return self._running().supervisor.status()
 
     def statistics(self) -> PipelineStatistics:
         """An immutable snapshot of the pipeline's counters and each stage's.

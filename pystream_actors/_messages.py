@@ -26,6 +26,7 @@ class Item:
         "dropped",
         "error",
         "expires_at",
+        "failure_action",
         "future",
         "gate",
         "holds_slot",
@@ -51,6 +52,7 @@ class Item:
         self.dropped: str | None = None
         self.holds_slot = False
         self.gate: InFlightWindow | None = None
+        self.failure_action: FailureNotice | None = None
 
     @property
     def is_live(self) -> bool:
@@ -81,6 +83,43 @@ class Item:
         if self.dropped is None and self.error is None:
             self.dropped = reason
             self.data = None
+
+
+@dataclass(frozen=True)
+class FailureNotice:
+    """Carried by a failed item to the coordinator: the stage asks to be restarted or stopped."""
+
+    stage: str
+    action: str  # "restart" or "stop"
+    actor_urn: str
+
+
+@dataclass(frozen=True)
+class Relink:
+    """Supervisor -> the upstream of a stage: send to ``successor`` from now on, and tell
+    ``predecessor`` to hand over (its queue holds everything sent before this message)."""
+
+    predecessor: pykka.ActorRef[Any]
+    successor: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True)
+class Handover:
+    """Upstream -> retiring stage actor: finish, give held items to ``successor``, stop."""
+
+    successor: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Retiring stage actor -> its successor: set up, then process ``held`` before anything else."""
+
+    held: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Supervisor -> stage actor: clean up the stage and hold every later item until handover."""
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from ._coordinator import PARALLEL, SERIAL
 from ._errors import InvalidStageName, PipelineTerminated, PipelineUndefined
 from ._handle import PipelineHandle
 from ._loop import InputLoop
+from ._policy import FailurePolicy, OnError
 from ._profiles import Profiles, get_profiler_db_folder, profiles_from
 from ._runtime import FlowSettings, Runtime
-from ._stage import Stage, StageCallable, StageSlot, check_stage_name
+from ._stage import Stage, StageCallable, StageSlot, check_stage_name, resolve_stage
 from ._statistics import PipelineStatistics
 from ._window import OnFull
 
@@ -63,24 +64,41 @@ class Pipeline:
 
     # -- building ---------------------------------------------------------------
 
-    def add(self, stage: StageCallable | Stage, name: str | None = None) -> None:
-        """Append a stage: a ``Stage`` instance or any one-argument callable.
+    def add(
+        self,
+        stage: StageCallable | Stage | type[Stage] | None = None,
+        name: str | None = None,
+        *,
+        factory: Callable[[], StageCallable] | None = None,
+        on_error: OnError = "skip",
+        retries: int = 0,
+        restart_backoff: tuple[float, float] = (0.01, 1.0),
+        max_restarts: int = 5,
+        restart_window: float = 60.0,
+    ) -> None:
+        """Append a stage: a ``Stage`` instance or class, any one-argument callable, or ``factory``.
 
         Without ``name`` the stage's own ``name`` attribute is used, else ``Stage_<n>``
-        counting stages of this pipeline.
+        counting stages of this pipeline. ``on_error`` chooses what a failure does:
+        ``"skip"`` (the item fails, the stage goes on), ``"restart"`` (as skip, then a new
+        actor and a fresh instance from the class or factory take over) or ``"stop"``
+        (the pipeline stops). ``retries`` re-runs a failing item first.
         """
         self._stage_count += 1
         if name is None:
-            name = getattr(stage, "name", "") or f"Stage_{self._stage_count}"
+            name = getattr(stage, "name", "") if not isinstance(stage, type) else ""
+            name = name or f"Stage_{self._stage_count}"
         check_stage_name(name)
         if any(slot.name == name for slot in self._slots):
             raise InvalidStageName(
                 f"a stage named {name!r} is already in this pipeline; pass a unique name to add()"
             )
-        self._slots.append(StageSlot(name, stage))
-        if isinstance(stage, Stage) or hasattr(stage, "name"):
+        instance, factory = resolve_stage(name, stage, factory)
+        policy = FailurePolicy(on_error, retries, restart_backoff, max_restarts, restart_window)
+        self._slots.append(StageSlot(name, instance, factory, policy))
+        if isinstance(instance, Stage) or hasattr(instance, "name"):
             try:
-                stage.name = name
+                instance.name = name
             except AttributeError:
                 pass
 
@@ -147,7 +165,7 @@ class Pipeline:
             self._stop_runtime(drain=True, cleanup_stages=False)
             if self.name is not None:
                 _registry.register(self.name, self._handle)
-            runtime = Runtime(list(self._slots), mode, flow)
+            runtime = Runtime(list(self._slots), mode, flow, self._handle.error_callbacks)
             self._handle._attach(runtime)
             self._block_output = False
 

@@ -1,4 +1,4 @@
-"""One running incarnation of a pipeline: its actors, window and counters.
+"""One running incarnation of a pipeline: its actors, window, outlets and counters.
 
 A pipeline gets a new runtime each time a mode is chosen; stopping a runtime stops and
 joins every thread it started, so rebuilding never leaks an actor.
@@ -10,6 +10,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -17,14 +18,15 @@ from typing import Any
 
 import pykka
 
-from ._coordinator import CoordinatorActor
-from ._errors import PipelineInitiationError, PipelineTerminated
+from ._coordinator import CoordinatorActor, Outlets
+from ._errors import PipelineInitiationError, PipelineTerminated, StageError
 from ._latest import LatestResult
 from ._messages import Abort, Drain, Item, Link, Ready, Retire, Submit
 from ._result_stream import ResultStream
 from ._stage import StageSlot
 from ._stage_actor import StageActor
 from ._statistics import PipelineCounters, PipelineStatistics, StageCounters
+from ._supervisor import StageRecord, Supervisor
 from ._window import InFlightWindow, OnFull
 
 logger = logging.getLogger("pystream_actors")
@@ -52,59 +54,77 @@ class FlowSettings:
 class Runtime:
     """Starts the coordinator and one actor per stage, and stops them all again."""
 
-    def __init__(self, slots: list[StageSlot], mode: str, flow: FlowSettings) -> None:
+    def __init__(
+        self,
+        slots: list[StageSlot],
+        mode: str,
+        flow: FlowSettings,
+        on_error: list[Callable[[StageError], object]] | None = None,
+    ) -> None:
         self.mode = mode
-        self.slots = slots
         self.flow = flow
         self.window = InFlightWindow(flow.capacity, flow.on_full)
         self.latest = LatestResult()
         self.stream = ResultStream(flow.results_buffer)
+        self.dead_letters = ResultStream(flow.results_buffer)
         self.counters = PipelineCounters()
-        self.stage_counters = [StageCounters(slot.name) for slot in slots]
-        self._threads: list[threading.Thread] = []
+        self.terminated: str | None = None
         self._stopped = False
-        self.coordinator = CoordinatorActor.start(
-            mode, self.window, self.latest, self.stream, self.counters
+        self._supervisor: Supervisor | None = None
+        outlets = Outlets(
+            self.latest, self.stream, self.dead_letters, on_error or [], self._on_failure_notice
         )
-        self.stage_refs: list[pykka.ActorRef[Any]] = []
+        self.coordinator = CoordinatorActor.start(mode, self.window, outlets, self.counters)
+        self._coordinator_thread: threading.Thread | None = None
+        records: list[StageRecord] = []
         try:
             downstream: pykka.ActorRef[Any] = self.coordinator
-            for slot, counters in zip(reversed(slots), reversed(self.stage_counters)):
+            for slot in reversed(slots):
+                counters = StageCounters(slot.name)
                 downstream = StageActor.start(slot, downstream, counters)
-                self.stage_refs.insert(0, downstream)
-            self._await_ready()
-            self.coordinator.ask(Link(self.stage_refs[0]))
+                records.insert(0, StageRecord(slot, downstream, None, counters))
+            self._supervisor = Supervisor(records, self.coordinator, self.terminate)
+            self._await_ready(records)
+            self.coordinator.ask(Link(records[0].ref))
         except BaseException:
+            self._supervisor = self._supervisor or Supervisor(
+                records, self.coordinator, self.terminate
+            )
             self.stop(drain=False)
             raise
 
-    def _await_ready(self) -> None:
-        refs = [self.coordinator, *self.stage_refs]
-        replies = [ref.ask(Ready(), block=False) for ref in refs]
+    @property
+    def supervisor(self) -> Supervisor:
+        assert self._supervisor is not None
+        return self._supervisor
+
+    @property
+    def records(self) -> list[StageRecord]:
+        return self.supervisor.records
+
+    def _await_ready(self, records: list[StageRecord]) -> None:
+        self._coordinator_thread, _ = self.coordinator.ask(Ready())
+        replies = [record.ref.ask(Ready(), block=False) for record in records]
         failures = []
-        for ref, reply in zip(refs, replies):
-            thread, error = reply.get()
-            self._threads.append(thread)
+        for record, reply in zip(records, replies):
+            record.thread, error = reply.get()
             if error is not None:
-                failures.append((self._name_of(ref), error))
+                record.state = "failed"
+                failures.append((record.slot.name, error))
         if failures:
             name, error = failures[0]
             raise PipelineInitiationError(
                 f"stage {name!r} failed in setup(): {type(error).__name__}: {error}"
             ) from error
 
-    def _name_of(self, ref: pykka.ActorRef[Any]) -> str:
-        for slot, stage_ref in zip(self.slots, self.stage_refs):
-            if stage_ref is ref:
-                return slot.name
-        return "coordinator"
-
     def check_alive(self) -> None:
-        """Raise ``PipelineTerminated`` naming the first stage whose actor has stopped."""
-        for slot, ref in zip(self.slots, self.stage_refs):
-            if not ref.is_alive():
+        """Raise ``PipelineTerminated`` if the pipeline was terminated or a stage actor died."""
+        if self.terminated is not None:
+            raise PipelineTerminated(self.terminated)
+        for record in self.records:
+            if record.state == "running" and not record.ref.is_alive():
                 raise PipelineTerminated(
-                    f"stage {slot.name!r} has stopped; rebuild the pipeline with "
+                    f"stage {record.slot.name!r} has stopped; rebuild the pipeline with "
                     "serialize() or parallelize() to use it again"
                 )
 
@@ -112,11 +132,28 @@ class Runtime:
         """Hand an admitted item to the coordinator (the caller holds a window slot)."""
         self.coordinator.tell(Submit(item))
 
+    def _on_failure_notice(self, notice: Any) -> None:
+        self.supervisor.notify(notice)
+
+    def terminate(self, reason: str) -> None:
+        """Fail everything pending with ``reason`` and refuse new items (the "stop" policy)."""
+        if self.terminated is not None:
+            return
+        self.terminated = reason
+        logger.error("pipeline terminated: %s", reason)
+        self.window.close()
+        try:
+            self.coordinator.tell(Abort(reason))
+        except pykka.ActorDeadError:
+            pass
+
     def statistics(self) -> PipelineStatistics:
         """An immutable snapshot of the pipeline and each of its stages."""
         stages = tuple(
-            counters.snapshot(queue_depth=_queue_depth(ref), child=_child_statistics(slot.stage))
-            for slot, ref, counters in zip(self.slots, self.stage_refs, self.stage_counters)
+            record.counters.snapshot(
+                queue_depth=_queue_depth(record.ref), child=_child_statistics(record.slot.stage)
+            )
+            for record in self.records
         )
         return self.counters.snapshot(
             self.mode, self.window.used, stages, self.window.dropped, self.stream.dropped
@@ -136,35 +173,41 @@ class Runtime:
             return self._stop(drain, timeout, cleanup_stages)
         finally:
             self.stream.close()
+            self.dead_letters.close()
 
     def _stop(self, drain: bool, timeout: float | None, cleanup_stages: bool) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         self.window.close()
-        if drain and self.coordinator.is_alive():
+        if drain and self.terminated is None and self.coordinator.is_alive():
             drained: Future[None] = Future()
             self.coordinator.tell(Drain(drained))
             try:
                 drained.result(_remaining(deadline))
             except FutureTimeout:
                 logger.warning("pipeline did not drain within %ss; failing what is left", timeout)
+        self.supervisor.close(_remaining(deadline))
         reason = "the pipeline was stopped before the item finished"
         try:
             self.coordinator.ask(Abort(reason), timeout=_remaining(deadline))
         except (pykka.ActorDeadError, pykka.Timeout):
             pass
-        for ref in self.stage_refs:
+        for record in self.records:
             try:
                 if cleanup_stages:
-                    ref.tell(Retire())
-                ref.stop(block=False)
+                    record.ref.tell(Retire())
+                record.ref.stop(block=False)
             except pykka.ActorDeadError:
                 pass
         try:
             self.coordinator.stop(block=False)
         except pykka.ActorDeadError:
             pass
+        threads = [self._coordinator_thread, *(r.thread for r in self.records)]
+        threads += self.supervisor.retired_threads
         all_ended = True
-        for thread in self._threads:
+        for thread in threads:
+            if thread is None:
+                continue
             thread.join(_remaining(deadline))
             if thread.is_alive():
                 all_ended = False

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import InvalidStage, InvalidStageName
+from ._policy import FailurePolicy
 
 MAIN_PIPELINE_NAME = "MainPipeline"
 """The name of the outermost pipeline in profile keys (PyStream's constant)."""
@@ -63,13 +64,19 @@ def check_stage_name(name: str) -> str:
 
 
 class StageSlot:
-    """One named stage of a pipeline: its callable and whether it has been set up.
+    """One named stage of a pipeline: its instance, how to make a fresh one, its policy.
 
     The slot outlives the actors that run it, so a pipeline rebuilt in another mode does
-    not set the stage up twice, and ``cleanup()`` runs exactly once.
+    not set the stage up twice, and ``cleanup()`` runs once per ``setup()``.
     """
 
-    def __init__(self, name: str, stage: StageCallable) -> None:
+    def __init__(
+        self,
+        name: str,
+        stage: StageCallable,
+        factory: Callable[[], StageCallable] | None = None,
+        policy: FailurePolicy | None = None,
+    ) -> None:
         if not callable(stage):
             raise InvalidStage(
                 f"stage {name!r} is a {type(stage).__name__}, which is not callable; "
@@ -77,8 +84,21 @@ class StageSlot:
             )
         self.name = name
         self.stage = stage
+        self.factory = factory
+        self.policy = policy or FailurePolicy()
         self._lock = threading.Lock()
         self._is_set_up = False
+
+    def renewed(self) -> StageSlot:
+        """The slot for a restart: a fresh instance from the factory, else this same slot."""
+        if self.factory is None:
+            return self
+        return StageSlot(self.name, self.factory(), self.factory, self.policy)
+
+    def replaced_by(self, stage: StageCallable | type) -> StageSlot:
+        """A slot running ``stage`` (an instance, a class or a factory) under this name."""
+        instance, factory = resolve_stage(self.name, stage)
+        return StageSlot(self.name, instance, factory, self.policy)
 
     def ensure_setup(self) -> None:
         """Run the stage's ``setup()`` once, in the calling (actor) thread."""
@@ -99,3 +119,27 @@ class StageSlot:
         cleanup = getattr(self.stage, "cleanup", None)
         if callable(cleanup):
             cleanup()
+
+
+def resolve_stage(
+    name: str, stage: object, factory: Callable[[], StageCallable] | None = None
+) -> tuple[StageCallable, Callable[[], StageCallable] | None]:
+    """(instance, factory) from what the user gave: an instance, a class, or a factory."""
+    if isinstance(stage, type) and issubclass(stage, Stage):
+        factory = stage  # a Stage class: each actor (and each restart) gets its own instance
+        stage = None
+    if stage is None:
+        if factory is None:
+            raise InvalidStage(f"stage {name!r}: pass a stage, a Stage class or factory=...")
+        if not callable(factory):
+            raise InvalidStage(f"stage {name!r}: factory must be a zero-argument callable")
+        try:
+            stage = factory()
+        except Exception as exc:
+            raise InvalidStage(f"stage {name!r}: its factory raised {exc!r}") from exc
+    if not callable(stage):
+        raise InvalidStage(
+            f"stage {name!r} is a {type(stage).__name__}, which is not callable; "
+            "pass a function taking one argument or a pystream_actors.Stage instance"
+        )
+    return stage, factory

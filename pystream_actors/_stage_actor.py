@@ -10,7 +10,7 @@ from typing import Any
 import pykka
 
 from ._errors import StageError
-from ._messages import Item, Ready, Retire
+from ._messages import FailureNotice, Handover, Item, Pause, Ready, Relink, Resume, Retire
 from ._stage import StageSlot
 from ._statistics import StageCounters
 
@@ -23,67 +23,137 @@ class StageActor(pykka.ThreadingActor):
     Every item is forwarded, whatever happened to it: a stage error or a drop travels on
     in the envelope, so the coordinator sees each accepted item once and in order. No
     exception ever escapes ``on_receive`` (pykka would stop the actor silently).
+
+    A stage actor may *hold* items instead of processing them: while it waits to take
+    over from a predecessor (``held=True`` until ``Resume``), after ``Pause``, and after a
+    failure under the ``"restart"`` policy. Held items are handed to the successor in
+    order, so replacing an actor never loses, duplicates or reorders an item.
     """
 
     use_daemon_thread = True  # a forgotten pipeline must not keep the process alive
 
     def __init__(
-        self, slot: StageSlot, downstream: pykka.ActorRef[Any], counters: StageCounters
+        self,
+        slot: StageSlot,
+        downstream: pykka.ActorRef[Any],
+        counters: StageCounters,
+        held: bool = False,
     ) -> None:
         super().__init__()
         self._slot = slot
         self._call = slot.stage
         self._name = slot.name
+        self._policy = slot.policy
         self._downstream = downstream
         self._counters = counters
+        self._held: list[Item] | None = [] if held else None
         self._setup_error: BaseException | None = None
 
     def on_start(self) -> None:
+        threading.current_thread().name = f"StageActor-{self._name}"
+        if self._held is None:
+            self._set_up()
+
+    def _set_up(self) -> None:
         try:
             self._slot.ensure_setup()
-        except Exception as exc:  # reported to the builder through Ready
+            self._setup_error = None
+        except Exception as exc:  # reported through Ready; items then fail with it
             self._setup_error = exc
+            logger.error("stage %r: setup() raised", self._name, exc_info=exc)
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is Item:
-            self._process(message)
-            return None
-        if isinstance(message, Ready):
+            if self._held is None:
+                self._process(message)
+            else:
+                self._held.append(message)
+        elif isinstance(message, Ready):
             return threading.current_thread(), self._setup_error
-        if isinstance(message, Retire):
-            self._retire()
-            return None
-        logger.warning("stage %r ignored an unexpected message %r", self._name, message)
+        elif isinstance(message, Relink):
+            self._downstream = message.successor
+            self._tell(message.predecessor, Handover(message.successor))
+        elif isinstance(message, Handover):
+            self._hand_over(message.successor)
+        elif isinstance(message, Resume):
+            self._resume(message.held)
+        elif isinstance(message, Pause):
+            self._hold()
+            self._clean_up()
+        elif isinstance(message, Retire):
+            self._clean_up()
+        else:
+            logger.warning("stage %r ignored an unexpected message %r", self._name, message)
         return None
 
     def _process(self, item: Item) -> None:
         if item.is_live:
             started = time.perf_counter()
             if item.begin(started):
-                try:
-                    item.data = self._call(item.data)
-                    ok = True
-                except Exception as exc:
-                    item.error = StageError(self._name, item.seq, exc)
-                    item.data = None
-                    ok = False
-                    logger.warning(
-                        "stage %r failed on item #%d", self._name, item.seq, exc_info=exc
-                    )
+                ok = self._run(item)
                 ended = time.perf_counter()
                 self._counters.record(started, ended, started - item.sent_at, ok)
                 item.sent_at = ended
             elif started > item.expires_at:
                 self._counters.dropped += 1
-        try:
-            self._downstream.tell(item)
-        except pykka.ActorDeadError:
-            # The pipeline is being torn down; the coordinator fails pending items itself.
-            logger.debug("stage %r: downstream gone, item #%d not forwarded", self._name, item.seq)
+        self._tell(self._downstream, item)
 
-    def _retire(self) -> None:
-        """Run the stage's ``cleanup()`` on its own thread; the actor stops right after."""
+    def _run(self, item: Item) -> bool:
+        """Run the stage on the item (with retries); on failure apply the policy."""
+        if self._setup_error is not None:
+            return self._fail(item, self._setup_error)
+        attempts = self._policy.retries + 1
+        for attempt in range(attempts):
+            try:
+                item.data = self._call(item.data)
+                return True
+            except Exception as exc:
+                if attempt + 1 == attempts:
+                    return self._fail(item, exc)
+                logger.debug("stage %r: retrying item #%d after %r", self._name, item.seq, exc)
+        return False  # unreachable: the loop returns
+
+    def _fail(self, item: Item, exc: BaseException) -> bool:
+        item.error = StageError(self._name, item.seq, exc, item.data)
+        item.data = None
+        logger.warning("stage %r failed on item #%d", self._name, item.seq, exc_info=exc)
+        action = self._policy.on_error
+        if action != "skip":
+            item.failure_action = FailureNotice(self._name, action, self.actor_urn)
+            self._hold()  # a broken stage takes no more items until it is replaced
+        return False
+
+    def _hold(self) -> None:
+        if self._held is None:
+            self._held = []
+
+    def _hand_over(self, successor: pykka.ActorRef[Any]) -> None:
+        """Every item sent before the relink is processed or held: pass the rest on and stop."""
+        held, self._held = tuple(self._held or ()), None
+        self._clean_up()
+        self._tell(successor, Resume(held))
+        self.stop()
+
+    def _resume(self, inherited: tuple[Item, ...]) -> None:
+        """Take over: set up, then the predecessor's held items, then our own, in order."""
+        own, self._held = self._held or [], None
+        self._set_up()
+        for item in (*inherited, *own):
+            if self._held is not None:  # failed again under "restart": hold the rest
+                self._held.append(item)
+            else:
+                self._process(item)
+
+    def _clean_up(self) -> None:
+        """Run the stage's ``cleanup()`` on its own thread, once per setup."""
         try:
             self._slot.cleanup()
         except Exception as exc:
             logger.error("stage %r: cleanup() raised", self._name, exc_info=exc)
+
+    def _tell(self, ref: pykka.ActorRef[Any], message: Any) -> None:
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            # The pipeline is being torn down; the coordinator fails pending items itself.
+            logger.debug("stage %r: %r not delivered, its receiver stopped", self._name, message)

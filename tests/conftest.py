@@ -9,7 +9,7 @@ import pytest
 
 from pystream_actors._pipeline import cleanup_live_pipelines
 
-_OUR_THREAD_PREFIXES = ("StageActor", "CoordinatorActor", "pystream-input-loop")
+_OUR_THREAD_PREFIXES = ("StageActor", "CoordinatorActor", "pystream-input-loop", "pystream-supervisor")
 
 
 def our_threads() -> list[threading.Thread]:

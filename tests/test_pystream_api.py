@@ -274,7 +274,7 @@ def test_forward_raises_terminated_when_a_stage_actor_died() -> None:
     pipeline.parallelize()
     runtime = pipeline.handle._runtime
     assert runtime is not None
-    runtime.stage_refs[0].stop(timeout=30)
+    runtime.records[0].ref.stop(timeout=30)
     with pytest.raises(ps.PipelineTerminated):
         pipeline.forward(1)
     pipeline.cleanup()
