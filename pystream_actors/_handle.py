@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Literal
 
 import pykka
 
@@ -16,6 +16,9 @@ from ._messages import Item
 from ._runtime import Runtime
 from ._statistics import PipelineStatistics
 from ._supervisor import CONTROL_TIMEOUT, StageStatus, Supervisor
+
+
+PipelineState = Literal["idle", "running", "terminated", "stopped"]
 
 
 class PipelineHandle:
@@ -52,6 +55,15 @@ class PipelineHandle:
         if runtime.terminated is not None:
             raise PipelineTerminated(runtime.terminated)
         return runtime.supervisor
+
+    @property
+    def state(self) -> PipelineState:
+        """``"idle"`` (never started), ``"running"``, ``"terminated"`` (a stage's failure
+        stopped it; cleanup still due) or ``"stopped"``."""
+        runtime = self._runtime
+        if runtime is not None:
+            return "terminated" if runtime.terminated is not None else "running"
+        return "stopped" if self._last_runtime is not None else "idle"
 
     @property
     def is_running(self) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pystream_actors._pipeline import cleanup_live_pipelines
+from pystream_actors._pipeline import _live_pipelines, cleanup_live_pipelines
 
 _OUR_THREAD_PREFIXES = ("StageActor", "CoordinatorActor", "pystream-input-loop", "pystream-supervisor")
 
@@ -22,11 +22,13 @@ def no_leaked_threads() -> Iterator[None]:
     """Fail a test that leaves a running pipeline or one of its threads behind."""
     before = set(our_threads())
     yield
-    leaked_pipelines = [t for t in our_threads() if t not in before]
+    still_running = [p for p in list(_live_pipelines) if p.handle.is_running]
     cleanup_live_pipelines()
     for thread in our_threads():
         thread.join(10)
-    assert not leaked_pipelines, f"test left pipeline threads running: {leaked_pipelines}"
+    leaked_threads = [t for t in our_threads() if t not in before]
+    assert not still_running, f"test left pipelines running: {still_running}"
+    assert not leaked_threads, f"threads outlived their pipeline: {leaked_threads}"
 
 
 class Recorder:
