@@ -112,6 +112,7 @@ class CoordinatorActor(pykka.ThreadingActor):
     def _finish(self, item: Item) -> None:
         if self._in_flight.pop(item.seq, None) is None:
             return  # already failed by an abort
+        item.try_claim()  # from here on the window cannot drop it
         now = time.perf_counter()
         error = item.error
         if error is not None:

@@ -17,7 +17,6 @@ from ._runtime import Runtime
 from ._statistics import PipelineStatistics
 from ._supervisor import CONTROL_TIMEOUT, StageStatus, Supervisor
 
-
 PipelineState = Literal["idle", "running", "terminated", "stopped"]
 
 
@@ -115,9 +114,11 @@ class PipelineHandle:
         runtime = self._running()
         runtime.check_alive()
         flow = runtime.flow
-        item = Item(data, future, time.perf_counter(), flow.max_age)
+        item = Item(data, future, 0.0)
         wait = flow.admit_timeout if timeout is None else timeout
-        if not runtime.window.admit(item, wait):
+        admitted = runtime.window.admit(item, wait)
+        item.stamp(time.perf_counter(), flow.max_age)  # age and latency count from acceptance
+        if not admitted:
             if self._runtime is not runtime:
                 raise PipelineTerminated("the pipeline was stopped while the item waited for room")
             if not count_refusal:

@@ -10,28 +10,28 @@ from __future__ import annotations
 import math
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pykka
 
-if TYPE_CHECKING:
-    from ._window import InFlightWindow
+DROPPED_ON_FULL = "on_full='drop_oldest': a newer item took its place"
 
 
 class Item:
     """One accepted input on its way through the stages."""
 
     __slots__ = (
+        "claim",
         "data",
         "dropped",
         "error",
         "expires_at",
         "failure_action",
         "future",
-        "gate",
         "holds_slot",
         "sent_at",
         "seq",
+        "started",
         "submitted_at",
     )
 
@@ -51,8 +51,14 @@ class Item:
         self.error: BaseException | None = None
         self.dropped: str | None = None
         self.holds_slot = False
-        self.gate: InFlightWindow | None = None
+        self.started = False
+        self.claim: list[int] | None = None
         self.failure_action: FailureNotice | None = None
+
+    def stamp(self, now: float, max_age: float | None) -> None:
+        """Start the item's clock at acceptance (after any wait for room)."""
+        self.submitted_at = self.sent_at = now
+        self.expires_at = math.inf if max_age is None else now + max_age
 
     @property
     def is_live(self) -> bool:
@@ -62,21 +68,34 @@ class Item:
     def begin(self, now: float) -> bool:
         """A stage is about to start the item: False if it must be skipped.
 
-        The first stage of a ``drop_oldest`` pipeline claims the item from the window, so
-        that the window never drops an item a stage already works on. An item past its
-        deadline is dropped here.
+        In a ``drop_oldest`` pipeline the window may drop any item no stage is working
+        on; ``claim`` is the token that decides who wins (``list.pop`` is atomic), so a
+        stage never works on an item the window dropped, nor the window drops one in work.
+        An item past its deadline is dropped here.
         """
-        gate = self.gate
-        if gate is not None:
-            self.gate = None
-            if not gate.start(self):
-                return False
-        if not self.is_live:
+        if not self.try_claim():
             return False
         if now > self.expires_at:
             self.drop("older than max_age when a stage was about to start it")
             return False
+        self.started = True
         return True
+
+    def try_claim(self) -> bool:
+        """Take the item from the window's reach; False if the window dropped it first."""
+        claim = self.claim
+        if claim is not None:
+            try:
+                claim.pop()
+            except IndexError:
+                self.drop(DROPPED_ON_FULL)
+                return False
+        return self.is_live
+
+    def release_claim(self) -> None:
+        """The stage is done with the item: the window may drop it again while it waits."""
+        if self.claim is not None:
+            self.claim.append(1)
 
     def drop(self, reason: str) -> None:
         """Mark the item dropped and free its payload at once."""

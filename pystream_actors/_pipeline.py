@@ -127,7 +127,7 @@ class Pipeline:
     def parallelize(
         self,
         block_input: bool = True,
-        input_timeout: float = 10,
+        input_timeout: float | None = 10,
         block_output: bool = False,
         output_timeout: float = 10,
         *,

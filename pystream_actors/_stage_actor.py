@@ -91,6 +91,7 @@ class StageActor(pykka.ThreadingActor):
             started = time.perf_counter()
             if item.begin(started):
                 ok = self._run(item)
+                item.release_claim()
                 ended = time.perf_counter()
                 self._counters.record(started, ended, started - item.sent_at, ok)
                 item.sent_at = ended

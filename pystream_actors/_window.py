@@ -1,14 +1,15 @@
 """The in-flight window: how many accepted items may be inside a pipeline at once.
 
-The handle admits through it (on the caller's thread, the only place that may wait), the
-first stage claims items from it, and the coordinator frees a slot when an item finishes.
-What happens when it is full is the pipeline's ``on_full`` policy:
+The handle admits through it (on the caller's thread, the only place that may wait) and
+the coordinator frees a slot when an item finishes. What happens when it is full is the
+pipeline's ``on_full`` policy:
 
 - ``"block"``: wait up to the timeout for a free slot, then refuse;
 - ``"reject"``: refuse at once;
-- ``"drop_oldest"``: accept at once; the oldest item the first stage has not started yet
-  is dropped to make room. When every item inside is already being worked on, the newest
-  is still accepted and waits: the window then holds at most ``capacity + 1`` items.
+- ``"drop_oldest"``: accept at once and drop the oldest item the first stage has not
+  started; if every item has been started, the oldest one waiting between stages. Only
+  an item a stage is working on right now cannot be dropped: when all of them are, the
+  newest is still accepted and waits, so the window holds at most ``capacity + 1`` items.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import collections
 import threading
 from typing import Literal
 
-from ._messages import Item
+from ._messages import DROPPED_ON_FULL, Item
 
 OnFull = Literal["block", "reject", "drop_oldest"]
 ON_FULL_POLICIES: tuple[OnFull, ...] = ("block", "reject", "drop_oldest")
 
 
 class InFlightWindow:
-    """A counting gate shared by the handle, the first stage and the coordinator."""
+    """A counting gate shared by the handle and the coordinator."""
 
     def __init__(self, capacity: int, on_full: OnFull = "block") -> None:
         if not isinstance(capacity, int) or capacity < 1:
@@ -36,7 +37,7 @@ class InFlightWindow:
         self._cond = threading.Condition(threading.Lock())
         self._used = 0
         self._closed = False
-        self._not_started: collections.deque[Item] = collections.deque()
+        self._inside: collections.deque[Item] = collections.deque()  # drop_oldest only
         self.dropped = 0
 
     @property
@@ -52,7 +53,7 @@ class InFlightWindow:
         with self._cond:
             if self._used >= self.capacity and not self._closed:
                 if self.on_full == "drop_oldest":
-                    self._drop_oldest_not_started()
+                    self._drop_one()
                 elif self.on_full == "block" and timeout != 0.0:
                     self._cond.wait_for(lambda: self._used < self.capacity or self._closed, timeout)
             if self._closed or (self._used >= self.capacity and self.on_full != "drop_oldest"):
@@ -60,37 +61,32 @@ class InFlightWindow:
             self._used += 1
             item.holds_slot = True
             if self.on_full == "drop_oldest":
-                item.gate = self
-                self._not_started.append(item)
+                item.claim = [1]
+                self._inside.append(item)
             return True
 
-    def _drop_oldest_not_started(self) -> None:
-        while self._not_started:
-            victim = self._not_started.popleft()
-            if victim.is_live:
-                victim.drop("on_full='drop_oldest': a newer item took its place")
+    def _drop_one(self) -> None:
+        """Drop the oldest item nobody works on, preferring ones not started at all."""
+        for only_unstarted in (True, False):
+            for victim in self._inside:
+                if (victim.started and only_unstarted) or not victim.is_live:
+                    continue
+                if not _take_claim(victim):
+                    continue  # a stage is working on it right now
+                victim.drop(DROPPED_ON_FULL)
+                self._inside.remove(victim)
                 self._free(victim)
                 self.dropped += 1
                 return
-
-    def start(self, item: Item) -> bool:
-        """The first stage is about to work on ``item``: False if it was dropped meanwhile."""
-        with self._cond:
-            if not item.is_live:
-                return False
-            if self._not_started and self._not_started[0] is item:
-                self._not_started.popleft()
-            else:
-                try:
-                    self._not_started.remove(item)
-                except ValueError:
-                    pass
-            return True
 
     def finish(self, item: Item) -> None:
         """``item`` left the pipeline: free its slot (once) and wake a waiting submitter."""
         with self._cond:
             self._free(item)
+            if self._inside and self._inside[0] is item:
+                self._inside.popleft()
+            elif item.claim is not None and item.dropped != DROPPED_ON_FULL:
+                self._inside.remove(item)  # dropped ones were removed when dropped
 
     def _free(self, item: Item) -> None:
         if item.holds_slot:
@@ -103,3 +99,13 @@ class InFlightWindow:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+
+def _take_claim(item: Item) -> bool:
+    """Take the item's token if no stage holds it (``list.pop`` is atomic)."""
+    assert item.claim is not None
+    try:
+        item.claim.pop()
+    except IndexError:
+        return False
+    return True

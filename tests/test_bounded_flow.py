@@ -255,3 +255,43 @@ def test_eight_threads_and_an_asyncio_task_share_one_handle() -> None:
         stats = pipeline.statistics()
     assert not wrong
     assert stats.completed == 45_000
+
+
+def test_drop_oldest_bounds_items_waiting_behind_a_slow_later_stage() -> None:
+    """Items the first stage already passed on can be dropped while they wait further on."""
+    gate = Gate()
+    pipeline = ps.Pipeline()
+    pipeline.add(lambda x: x, "Fast")
+    pipeline.add(gate, "Slow")
+    with pipeline.parallelize(capacity=4, on_full="drop_oldest"):
+        futures = [pipeline.handle.submit(0)]
+        assert gate.entered.wait(30)
+        most_inside = 0
+        for i in range(1, 200):
+            futures.append(pipeline.handle.submit(i))
+            most_inside = max(most_inside, pipeline.statistics().in_flight)
+        gate.open.set()
+        outcomes = [outcome(f) for f in futures]
+        stats = pipeline.statistics()
+    assert most_inside <= 5  # capacity + the newest, never more
+    assert outcomes[0] == "ok" and outcomes[-1] == "ok"
+    assert stats.accepted == stats.completed + stats.dropped == 200
+    assert gate.seen[0] == 0 and gate.seen[-1] == 199
+
+
+def test_age_and_latency_start_at_acceptance_not_at_the_wait_for_room() -> None:
+    """A submitter that waited for room is not dropped by max_age for that wait."""
+    gate = Gate()
+    pipeline = ps.Pipeline()
+    pipeline.add(gate, "Slow")
+    with pipeline.parallelize(capacity=1, on_full="block", input_timeout=30, max_age=0.5):
+        first = pipeline.handle.submit(1)
+        assert gate.entered.wait(30)
+        waiter: Future[Future[Any]] = Future()
+        thread = threading.Thread(target=lambda: waiter.set_result(pipeline.handle.submit(2)))
+        thread.start()
+        threading.Event().wait(0.8)  # the second submitter waits longer than max_age for room
+        gate.open.set()
+        assert waiter.result(timeout=30).result(timeout=30) == 2
+        assert first.result(timeout=30) == 1
+        thread.join(30)
