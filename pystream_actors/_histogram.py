@@ -42,6 +42,13 @@ class Histogram:
                 index = _BUCKETS - 1
         self.counts[index] += 1
 
+    def add(self, other: Histogram) -> None:
+        """Fold ``other``'s records into this histogram."""
+        self.counts = [a + b for a, b in zip(self.counts, other.counts)]
+        self.count += other.count
+        self.total += other.total
+        self.max = max(self.max, other.max)
+
     @property
     def mean(self) -> float:
         """Mean duration in seconds (0.0 when empty)."""

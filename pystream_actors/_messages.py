@@ -29,6 +29,7 @@ class Item:
         "failure_action",
         "future",
         "holds_slot",
+        "pool_seq",
         "sent_at",
         "seq",
         "started",
@@ -52,6 +53,7 @@ class Item:
         self.dropped: str | None = None
         self.holds_slot = False
         self.started = False
+        self.pool_seq = -1  # numbered by a worker pool, to put outputs back in order
         self.claim: list[int] | None = None
         self.failure_action: FailureNotice | None = None
 
@@ -110,6 +112,15 @@ class FailureNotice:
 
     stage: str
     action: str  # "restart" or "stop"
+    actor_urn: str
+    worker: int = -1  # which worker of a pooled stage, -1 for a single-actor stage
+
+
+@dataclass(frozen=True)
+class ReplaceWorker:
+    """Supervisor -> worker pool: restart worker ``index`` if it is still ``actor_urn``."""
+
+    index: int
     actor_urn: str
 
 

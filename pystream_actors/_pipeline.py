@@ -17,8 +17,10 @@ from ._errors import InvalidStageName, PipelineTerminated, PipelineUndefined
 from ._handle import PipelineHandle
 from ._loop import InputLoop
 from ._policy import FailurePolicy, OnError
+from ._process_stage import ProcessStage
 from ._profiles import Profiles, get_profiler_db_folder, profiles_from
 from ._runtime import FlowSettings, Runtime
+from ._scaling import Executor, Scaling
 from ._stage import Stage, StageCallable, StageSlot, check_stage_name, resolve_stage
 from ._statistics import PipelineStatistics
 from ._window import OnFull
@@ -75,6 +77,10 @@ class Pipeline:
         restart_backoff: tuple[float, float] = (0.01, 1.0),
         max_restarts: int = 5,
         restart_window: float = 60.0,
+        workers: int = 1,
+        ordered: bool = True,
+        executor: Executor = "thread",
+        thread_safe: bool = False,
     ) -> None:
         """Append a stage: a ``Stage`` instance or class, any one-argument callable, or ``factory``.
 
@@ -83,6 +89,11 @@ class Pipeline:
         ``"skip"`` (the item fails, the stage goes on), ``"restart"`` (as skip, then a new
         actor and a fresh instance from the class or factory take over) or ``"stop"``
         (the pipeline stops). ``retries`` re-runs a failing item first.
+
+        ``workers`` runs the stage on that many actors, each with its own instance (pass
+        the class or ``factory``; one instance is shared only with ``thread_safe=True``);
+        outputs keep input order unless ``ordered=False``. ``executor="process"`` runs
+        each worker's stage in its own process: the stage must be picklable.
         """
         self._stage_count += 1
         if name is None:
@@ -95,7 +106,13 @@ class Pipeline:
             )
         instance, factory = resolve_stage(name, stage, factory)
         policy = FailurePolicy(on_error, retries, restart_backoff, max_restarts, restart_window)
-        self._slots.append(StageSlot(name, instance, factory, policy))
+        scaling = Scaling(workers, ordered, executor, thread_safe)
+        if executor == "process":
+            factory = ProcessStage.factory_for(name, instance, factory)
+            instance = factory()
+        slot = StageSlot(name, instance, factory, policy, scaling)
+        slot.check_workers_can_share()
+        self._slots.append(slot)
         if isinstance(instance, Stage) or hasattr(instance, "name"):
             try:
                 instance.name = name

@@ -24,10 +24,10 @@ from ._latest import LatestResult
 from ._messages import Abort, Drain, Item, Link, Ready, Retire, Submit
 from ._result_stream import ResultStream
 from ._stage import StageSlot
-from ._stage_actor import StageActor
-from ._statistics import PipelineCounters, PipelineStatistics, StageCounters
+from ._statistics import PipelineCounters, PipelineStatistics
 from ._supervisor import StageRecord, Supervisor
 from ._window import InFlightWindow, OnFull
+from ._worker_pool import counters_for, spawn_stage
 
 logger = logging.getLogger("pystream_actors")
 
@@ -80,8 +80,8 @@ class Runtime:
         try:
             downstream: pykka.ActorRef[Any] = self.coordinator
             for slot in reversed(slots):
-                counters = StageCounters(slot.name)
-                downstream = StageActor.start(slot, downstream, counters)
+                counters = counters_for(slot)
+                downstream = spawn_stage(slot, downstream, counters)
                 records.insert(0, StageRecord(slot, downstream, None, counters))
             self._supervisor = Supervisor(records, self.coordinator, self.terminate)
             self._await_ready(records)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import abc
+import functools
 import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
 from ._errors import InvalidStage, InvalidStageName
 from ._policy import FailurePolicy
+from ._process_stage import ProcessStage
+from ._scaling import Scaling
 
 MAIN_PIPELINE_NAME = "MainPipeline"
 """The name of the outermost pipeline in profile keys (PyStream's constant)."""
@@ -76,6 +80,8 @@ class StageSlot:
         stage: StageCallable,
         factory: Callable[[], StageCallable] | None = None,
         policy: FailurePolicy | None = None,
+        scaling: Scaling | None = None,
+        managed: bool = True,
     ) -> None:
         if not callable(stage):
             raise InvalidStage(
@@ -86,6 +92,8 @@ class StageSlot:
         self.stage = stage
         self.factory = factory
         self.policy = policy or FailurePolicy()
+        self.scaling = scaling or Scaling()
+        self.managed = managed  # False: a pool sets the shared instance up, not its workers
         self._lock = threading.Lock()
         self._is_set_up = False
 
@@ -93,15 +101,43 @@ class StageSlot:
         """The slot for a restart: a fresh instance from the factory, else this same slot."""
         if self.factory is None:
             return self
-        return StageSlot(self.name, self.factory(), self.factory, self.policy)
+        return StageSlot(self.name, self.factory(), self.factory, self.policy, self.scaling)
 
     def replaced_by(self, stage: StageCallable | type) -> StageSlot:
         """A slot running ``stage`` (an instance, a class or a factory) under this name."""
         instance, factory = resolve_stage(self.name, stage)
-        return StageSlot(self.name, instance, factory, self.policy)
+        if self.scaling.executor == "process":
+            factory = ProcessStage.factory_for(self.name, instance, factory)
+            instance = factory()
+        slot = StageSlot(self.name, instance, factory, self.policy, self.scaling)
+        slot.check_workers_can_share()
+        return slot
+
+    def worker_slot(self) -> StageSlot:
+        """The slot of one worker of a pooled stage: its own instance, or the shared one."""
+        if self.factory is not None:
+            return StageSlot(self.name, self.factory(), self.factory, self.policy)
+        return StageSlot(self.name, self.stage, None, self.policy, managed=False)
+
+    def check_workers_can_share(self) -> None:
+        """Refuse one stateful instance for several worker threads unless declared safe."""
+        if self.scaling.workers == 1 or self.factory is not None or self.scaling.thread_safe:
+            return
+        if isinstance(
+            self.stage, (types.FunctionType, types.BuiltinFunctionType, functools.partial)
+        ):
+            return  # plain functions keep no state of their own
+        raise InvalidStage(
+            f"stage {self.name!r}: workers={self.scaling.workers} would share one "
+            f"{type(self.stage).__name__} instance between threads; pass the Stage class or "
+            "factory=... so each worker gets its own instance, or thread_safe=True if "
+            "sharing is safe"
+        )
 
     def ensure_setup(self) -> None:
         """Run the stage's ``setup()`` once, in the calling (actor) thread."""
+        if not self.managed:
+            return
         with self._lock:
             if self._is_set_up:
                 return
@@ -112,6 +148,8 @@ class StageSlot:
 
     def cleanup(self) -> None:
         """Run the stage's ``cleanup()`` if it was set up; a later start sets it up again."""
+        if not self.managed:
+            return
         with self._lock:
             if not self._is_set_up:
                 return

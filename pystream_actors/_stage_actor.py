@@ -38,8 +38,10 @@ class StageActor(pykka.ThreadingActor):
         downstream: pykka.ActorRef[Any],
         counters: StageCounters,
         held: bool = False,
+        worker_index: int = -1,
     ) -> None:
         super().__init__()
+        self._worker_index = worker_index
         self._slot = slot
         self._call = slot.stage
         self._name = slot.name
@@ -50,7 +52,8 @@ class StageActor(pykka.ThreadingActor):
         self._setup_error: BaseException | None = None
 
     def on_start(self) -> None:
-        threading.current_thread().name = f"StageActor-{self._name}"
+        suffix = f"-{self._worker_index}" if self._worker_index >= 0 else ""
+        threading.current_thread().name = f"StageActor-{self._name}{suffix}"
         if self._held is None:
             self._set_up()
 
@@ -120,7 +123,9 @@ class StageActor(pykka.ThreadingActor):
         logger.warning("stage %r failed on item #%d", self._name, item.seq, exc_info=exc)
         action = self._policy.on_error
         if action != "skip":
-            item.failure_action = FailureNotice(self._name, action, self.actor_urn)
+            item.failure_action = FailureNotice(
+                self._name, action, self.actor_urn, self._worker_index
+            )
             self._hold()  # a broken stage takes no more items until it is replaced
         return False
 

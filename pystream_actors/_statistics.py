@@ -111,6 +111,17 @@ class RateWindow:
         self._counts[slot] += 1
         self._busy[slot] += busy
 
+    def add(self, other: RateWindow) -> None:
+        """Fold ``other``'s bins into these (bins of the same second add up)."""
+        for slot in range(RATE_WINDOW_SECONDS):
+            if other._stamps[slot] > self._stamps[slot]:
+                self._stamps[slot] = other._stamps[slot]
+                self._counts[slot] = other._counts[slot]
+                self._busy[slot] = other._busy[slot]
+            elif other._stamps[slot] == self._stamps[slot] >= 0:
+                self._counts[slot] += other._counts[slot]
+                self._busy[slot] += other._busy[slot]
+
     def rates(self, now: float, since: float) -> tuple[float, float]:
         """(items per second, busy fraction) over the window, or since ``since`` if later."""
         oldest = int(now) - RATE_WINDOW_SECONDS + 1
@@ -158,8 +169,14 @@ class StageCounters:
     def snapshot(
         self, queue_depth: int, child: PipelineStatistics | None = None
     ) -> StageStatistics:
+        return self._snapshot(queue_depth, child, workers=1)
+
+    def _snapshot(
+        self, queue_depth: int, child: PipelineStatistics | None, workers: int
+    ) -> StageStatistics:
         now = time.perf_counter()
         rate, busy = self.window.rates(now, self.first_start)
+        busy /= workers
         done = self.processed + self.failed
         span = self.last_end - self.first_start
         return StageStatistics(
@@ -240,3 +257,31 @@ class PipelineCounters:
             results_dropped=results_dropped,
             bottleneck=busiest.name if busiest is not None and busiest.processed else None,
         )
+
+
+class PoolCounters(StageCounters):
+    """A pooled stage's counters: its own (restarts, drops) plus one set per worker."""
+
+    def __init__(self, name: str, workers: int) -> None:
+        super().__init__(name)
+        self.workers = [StageCounters(name) for _ in range(workers)]
+
+    def snapshot(
+        self, queue_depth: int, child: PipelineStatistics | None = None
+    ) -> StageStatistics:
+        total = StageCounters(self.name)
+        total.restarts = self.restarts
+        total.dropped = self.dropped
+        starts = []
+        for part in self.workers:
+            total.processed += part.processed
+            total.failed += part.failed
+            total.dropped += part.dropped
+            total.service.add(part.service)
+            total.wait.add(part.wait)
+            total.window.add(part.window)
+            total.last_end = max(total.last_end, part.last_end)
+            if part.first_start:
+                starts.append(part.first_start)
+        total.first_start = min(starts, default=0.0)
+        return total._snapshot(queue_depth, child, workers=len(self.workers))

@@ -28,10 +28,10 @@ from typing import Any, Literal
 import pykka
 
 from ._errors import PipelineTerminated, PipelineUndefined
-from ._messages import FailureNotice, Pause, Ready, Relink
+from ._messages import FailureNotice, Pause, Ready, Relink, ReplaceWorker
 from ._stage import StageCallable, StageSlot
-from ._stage_actor import StageActor
 from ._statistics import StageCounters
+from ._worker_pool import spawn_stage
 
 logger = logging.getLogger("pystream_actors")
 
@@ -104,7 +104,7 @@ class Supervisor:
     def _on_failure(self, notice: FailureNotice) -> None:
         index = self._index(notice.stage)
         record = self.records[index]
-        if record.ref.actor_urn != notice.actor_urn:
+        if notice.worker < 0 and record.ref.actor_urn != notice.actor_urn:
             return  # that actor was already replaced
         policy = record.slot.policy
         if notice.action == "stop":
@@ -127,6 +127,10 @@ class Supervisor:
             return
         recent.append(time.monotonic())
         record.counters.restarts += 1
+        if notice.worker >= 0:  # one worker of a pool: the pool replaces it
+            record.ref.tell(ReplaceWorker(notice.worker, notice.actor_urn))
+            record.state = "running"
+            return
         self._replace(index, record.slot.renewed(), CONTROL_TIMEOUT)
 
     # -- runtime control (from callers' threads) ----------------------------------
@@ -180,7 +184,7 @@ class Supervisor:
                 self.records[index + 1].ref if index + 1 < len(self.records) else self._coordinator
             )
             upstream = self.records[index - 1].ref if index > 0 else self._coordinator
-            new = StageActor.start(slot, downstream, record.counters, held=True)
+            new = spawn_stage(slot, downstream, record.counters, held=True)
             new_thread, _ = new.ask(Ready(), timeout=timeout)  # held: no setup has run yet
             record.ref, record.slot, record.thread = new, slot, new_thread
             record.state = "restarting"
