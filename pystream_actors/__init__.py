@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import functional
 from ._errors import (
+    InvalidItem,
     InvalidStage,
     InvalidStageName,
     ItemDropped,
@@ -44,6 +45,7 @@ atexit.register(cleanup_live_pipelines)
 
 __all__ = [
     "MAIN_PIPELINE_NAME",
+    "InvalidItem",
     "InvalidStage",
     "InvalidStageName",
     "ItemDropped",

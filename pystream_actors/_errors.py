@@ -7,6 +7,7 @@
     ├── PipelineFull             the in-flight window is full and the policy refused the item
     ├── PipelineNotFound         no running pipeline has the requested name (also a LookupError)
     ├── InvalidStage             something given to ``add`` is not a usable stage (also a TypeError)
+    ├── InvalidItem              an item cannot be accepted, e.g. unpicklable for a process stage
     ├── InvalidStageName         a stage name breaks the naming rules (also a ValueError)
     ├── ProfilingError           profiles were asked for in a way that cannot work (also a ValueError)
     ├── StageError               a stage raised on an item; the original exception is chained
@@ -45,6 +46,10 @@ class PipelineNotFound(PyStreamError, LookupError):
 
 class InvalidStage(PyStreamError, TypeError):
     """Something given to ``Pipeline.add`` cannot be used as a stage."""
+
+
+class InvalidItem(PyStreamError, TypeError):
+    """An item cannot be accepted as given, e.g. it cannot be pickled for a process stage."""
 
 
 class InvalidStageName(PyStreamError, ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -11,7 +12,7 @@ from typing import Any, Literal
 
 import pykka
 
-from ._errors import PipelineFull, PipelineTerminated, PipelineUndefined, StageError
+from ._errors import InvalidItem, PipelineFull, PipelineTerminated, PipelineUndefined, StageError
 from ._messages import Item
 from ._runtime import Runtime
 from ._statistics import PipelineStatistics
@@ -113,6 +114,8 @@ class PipelineHandle:
     ) -> bool:
         runtime = self._running()
         runtime.check_alive()
+        if runtime.pickles_inputs:
+            _check_item_picklable(data)
         flow = runtime.flow
         item = Item(data, future, 0.0)
         wait = flow.admit_timeout if timeout is None else timeout
@@ -267,3 +270,14 @@ class PipelineHandle:
         if runtime is None:
             return True
         return runtime.stop(drain=drain, timeout=timeout)
+
+
+def _check_item_picklable(data: Any) -> None:
+    """Refuse at submit an item the first (process) stage could never receive."""
+    try:
+        pickle.dumps(data)
+    except Exception as exc:
+        raise InvalidItem(
+            f"the item cannot be pickled ({type(exc).__name__}: {exc}), and the first stage "
+            "runs in a worker process; send plain data (numbers, strings, arrays, dicts)"
+        ) from exc

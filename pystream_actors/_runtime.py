@@ -69,6 +69,7 @@ class Runtime:
         self.dead_letters = ResultStream(flow.results_buffer)
         self.counters = PipelineCounters()
         self.terminated: str | None = None
+        self.pickles_inputs = bool(slots) and slots[0].scaling.executor == "process"
         self._stopped = False
         self._supervisor: Supervisor | None = None
         outlets = Outlets(

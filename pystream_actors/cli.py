@@ -40,6 +40,10 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent
 CLI_HINT = "pip install 'pystream-actors[cli]'"
 BOTTLENECK_MARK = "<- bottleneck"
 RICH_BOTTLENECK_MARK = "◀ bottleneck"
+SETTLE_ITEMS = 10
+"""Items every stage must have finished before the bottleneck is named: after only one
+or two the utilization window is too short to compare, and the last stage to start
+looks busiest."""
 EXIT_INTERRUPTED = 130
 
 
@@ -436,7 +440,7 @@ def stage_rows(stats: PipelineStatistics, depth: int = 0) -> list[Row]:
                 p99_ms=stage.service_time.p99 * 1000,
                 queue_depth=stage.queue_depth,
                 utilization_pct=stage.utilization * 100,
-                bottleneck=depth == 0 and stage.name == stats.bottleneck,
+                bottleneck=depth == 0 and stage.name == settled_bottleneck(stats),
             )
         )
         if stage.child is not None:
@@ -464,8 +468,15 @@ def totals_line(stats: PipelineStatistics, feed: Feed) -> str:
         f"dropped {stats.dropped}  refused {feed.pipeline.handle.rejected}  "
         f"in flight {stats.in_flight}  late ticks {feed.missed_ticks}\n"
         f"e2e p50 {stats.latency.p50 * 1000:.2f} ms  p99 {stats.latency.p99 * 1000:.2f} ms  "
-        f"{stats.throughput:.1f} items/s  bottleneck: {stats.bottleneck or '-'}"
+        f"{stats.throughput:.1f} items/s  bottleneck: {settled_bottleneck(stats) or '-'}"
     )
+
+
+def settled_bottleneck(stats: PipelineStatistics) -> str | None:
+    """The snapshot's bottleneck once every stage has done ``SETTLE_ITEMS`` items, else None."""
+    if any(stage.processed + stage.failed < SETTLE_ITEMS for stage in stats.stages):
+        return None
+    return stats.bottleneck
 
 
 def title_line(label: str, target: str, feed: Feed, mode: str) -> str:

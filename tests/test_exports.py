@@ -6,6 +6,7 @@ import pystream_actors
 
 EXPECTED = {
     "MAIN_PIPELINE_NAME",
+    "InvalidItem",
     "InvalidStage",
     "InvalidStageName",
     "ItemDropped",

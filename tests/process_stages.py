@@ -1,0 +1,43 @@
+"""Stages defined at module level, so worker processes can import them by name."""
+
+from __future__ import annotations
+
+import os
+
+import pystream_actors as ps
+
+
+def tag_with_pid(item: int) -> tuple[int, int]:
+    """Return the item with the id of the process that handled it."""
+    return item, os.getpid()
+
+
+def fail_on_three(item: int) -> int:
+    if item == 3:
+        raise ArithmeticError("three is not allowed here")
+    return item
+
+
+def spin(item: int) -> int:
+    """Pure-Python CPU work, holding the GIL throughout."""
+    total = 0
+    for i in range(20_000):
+        total += i * i % 7
+    return item + total * 0
+
+
+class CountingStage(ps.Stage):
+    """A stage with state that must live in one process: it counts its own calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def setup(self) -> None:
+        self.calls = 1000
+
+    def __call__(self, item: int) -> tuple[int, int, int]:
+        self.calls += 1
+        return item, self.calls, os.getpid()
+
+    def cleanup(self) -> None:
+        pass
