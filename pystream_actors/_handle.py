@@ -232,13 +232,22 @@ class PipelineHandle:
         """Replace a stage's actor (and instance, from its class or factory) while items flow."""
         self._control().restart_stage(name, timeout)
 
-    def replace_stage(self, name: str, stage: Any, timeout: float | None = CONTROL_TIMEOUT) -> None:
-        """Put another stage (instance, Stage class or factory) in place of ``name``.
+    def replace_stage(
+        self,
+        name: str,
+        stage: Any = None,
+        timeout: float | None = CONTROL_TIMEOUT,
+        *,
+        factory: Callable[[], Any] | None = None,
+    ) -> None:
+        """Put another stage in place of ``name``: an instance, a Stage class, or ``factory``.
+
+        With a class or ``factory`` later restarts build fresh instances from it.
 
         No accepted item is lost, duplicated or reordered: items before the swap are
         processed by the old stage, items after it by the new one.
         """
-        self._control().replace_stage(name, stage, timeout)
+        self._control().replace_stage(name, stage, timeout, factory=factory)
 
     def status(self) -> dict[str, StageStatus]:
         """Each stage's state (running, restarting, stopped, failed) and restart count."""

@@ -103,9 +103,13 @@ class StageSlot:
             return self
         return StageSlot(self.name, self.factory(), self.factory, self.policy, self.scaling)
 
-    def replaced_by(self, stage: StageCallable | type) -> StageSlot:
-        """A slot running ``stage`` (an instance, a class or a factory) under this name."""
-        instance, factory = resolve_stage(self.name, stage)
+    def replaced_by(
+        self,
+        stage: StageCallable | type | None,
+        factory: Callable[[], StageCallable] | None = None,
+    ) -> StageSlot:
+        """A slot running ``stage`` (an instance or Stage class) or ``factory``'s products."""
+        instance, factory = resolve_stage(self.name, stage, factory)
         if self.scaling.executor == "process":
             factory = ProcessStage.factory_for(self.name, instance, factory)
             instance = factory()

@@ -160,12 +160,17 @@ class Supervisor:
             self._replace(index, self.records[index].slot.renewed(), timeout)
 
     def replace_stage(
-        self, name: str, stage: StageCallable | type, timeout: float | None = CONTROL_TIMEOUT
+        self,
+        name: str,
+        stage: StageCallable | type | None,
+        timeout: float | None = CONTROL_TIMEOUT,
+        factory: Callable[[], StageCallable] | None = None,
     ) -> None:
-        """Swap in another stage (instance, Stage class or factory) under the same name."""
+        """Swap in another stage (instance, Stage class, or ``factory``) under the same name."""
         with self._control:
             index = self._index(name)
-            self._replace(index, self.records[index].slot.replaced_by(stage), timeout)
+            slot = self.records[index].slot.replaced_by(stage, factory)
+            self._replace(index, slot, timeout)
 
     def status(self) -> dict[str, StageStatus]:
         """Each stage's state and restart count, in pipeline order."""

@@ -204,10 +204,10 @@ def test_abandoned_process_pipeline_does_not_keep_the_program_alive() -> None:
         p.parallelize()
         print(sorted({p.handle.ask(i, timeout=60)[1] for i in range(20)}))
         """
-        % os.getcwd()
     )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
     )
     assert done.returncode == 0, done.stderr
     pids = [int(p) for p in done.stdout.strip().strip("[]").split(",")]

@@ -389,3 +389,29 @@ def test_process_exits_promptly_with_a_pipeline_still_running() -> None:
     assert done.returncode == 0, done.stderr
     assert "leaving" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_replace_stage_with_a_factory_builds_fresh_instances() -> None:
+    """replace_stage(name, factory=...) uses the factory now and for later restarts."""
+    made: list[int] = []
+
+    class Plus(ps.Stage):
+        def __init__(self, amount: int) -> None:
+            self.amount = amount
+            made.append(amount)
+
+        def __call__(self, x: int) -> int:
+            return x + self.amount
+
+        def cleanup(self) -> None:
+            pass
+
+    pipeline = ps.Pipeline()
+    pipeline.add(Plus(1), "Plus")
+    with pipeline.parallelize():
+        assert pipeline.handle.ask(1, timeout=30) == 2
+        pipeline.handle.replace_stage("Plus", factory=lambda: Plus(10))
+        assert pipeline.handle.ask(1, timeout=30) == 11
+        pipeline.handle.restart_stage("Plus")
+        assert pipeline.handle.ask(1, timeout=30) == 11
+    assert made == [1, 10, 10]
