@@ -9,7 +9,12 @@ import pytest
 
 from pystream_actors._pipeline import _live_pipelines, cleanup_live_pipelines
 
-_OUR_THREAD_PREFIXES = ("StageActor", "CoordinatorActor", "pystream-input-loop", "pystream-supervisor")
+_OUR_THREAD_PREFIXES = (
+    "StageActor",
+    "CoordinatorActor",
+    "pystream-input-loop",
+    "pystream-supervisor",
+)
 
 
 def our_threads() -> list[threading.Thread]:
