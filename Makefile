@@ -4,14 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench bench-quick docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[test,demo]'
+	$(PY) -m pip install --quiet -e '.[test,demo,cli,prometheus]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## the bundled demo: image filters, serial vs parallel
@@ -29,8 +29,19 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest
 
-bench: $(STAMP)  ## benchmarks: ratios against baselines measured in the same run
-	$(PY) benchmarks/parallel_speedup.py
+bench: $(STAMP)  ## benchmarks: one table of ratios against baselines measured in the same run
+	$(PY) benchmarks/run_all.py
+
+bench-quick: $(STAMP)  ## a shorter benchmark run
+	$(PY) benchmarks/run_all.py --quick
+
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)  ## build the documentation site with warnings as errors
+	$(PY) -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) dist .mypy_cache .ruff_cache .pytest_cache
