@@ -15,7 +15,7 @@ import pykka
 
 from ._errors import ItemDropped, PipelineTerminated, StageError
 from ._latest import LatestResult
-from ._messages import Abort, Drain, FailureNotice, Handover, Item, Link, Ready, Relink, Submit
+from ._messages import Abort, Drain, FailureNotice, Handover, Item, Link, Ready, Relink
 from ._result_stream import ResultStream
 from ._statistics import PipelineCounters
 from ._window import InFlightWindow
@@ -67,9 +67,10 @@ class CoordinatorActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is Item:
-            self._finish(message)
-        elif type(message) is Submit:
-            self._admit(message.item)
+            if message.seq < 0:  # not numbered yet: a new item from the handle
+                self._admit(message)
+            else:
+                self._finish(message)
         elif isinstance(message, Relink):
             self._first = message.successor
             message.predecessor.tell(Handover(message.successor))

@@ -9,17 +9,23 @@ _EMPTY = object()
 
 
 class LatestResult:
-    """Holds only the newest finished output; reading it consumes it."""
+    """Holds only the newest finished output; reading it consumes it.
+
+    Written for every output on the coordinator's hot path, so a write only notifies
+    when a reader is actually waiting.
+    """
 
     def __init__(self) -> None:
         self._ready = threading.Condition(threading.Lock())
         self._value: Any = _EMPTY
+        self._waiting = 0
 
     def put(self, value: Any) -> None:
         """Replace any unread output with ``value``."""
         with self._ready:
             self._value = value
-            self._ready.notify_all()
+            if self._waiting:
+                self._ready.notify_all()
 
     def take(self, timeout: float | None = 0.0, default: Any = None) -> Any:
         """The newest unread output, waiting up to ``timeout`` seconds; else ``default``.
@@ -28,6 +34,10 @@ class LatestResult:
         """
         with self._ready:
             if self._value is _EMPTY and timeout != 0.0:
-                self._ready.wait_for(lambda: self._value is not _EMPTY, timeout)
+                self._waiting += 1
+                try:
+                    self._ready.wait_for(lambda: self._value is not _EMPTY, timeout)
+                finally:
+                    self._waiting -= 1
             value, self._value = self._value, _EMPTY
         return default if value is _EMPTY else value

@@ -153,13 +153,6 @@ class Pause:
 
 
 @dataclass(frozen=True)
-class Submit:
-    """Handle -> coordinator: admit this item."""
-
-    item: Item
-
-
-@dataclass(frozen=True)
 class Ready:
     """Builder -> any actor (ask): reply ``(thread, setup_error_or_None)``."""
 

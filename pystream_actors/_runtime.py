@@ -21,7 +21,7 @@ import pykka
 from ._coordinator import CoordinatorActor, Outlets
 from ._errors import PipelineInitiationError, PipelineTerminated, StageError
 from ._latest import LatestResult
-from ._messages import Abort, Drain, Item, Link, Ready, Retire, Submit
+from ._messages import Abort, Drain, Item, Link, Ready, Retire
 from ._result_stream import ResultStream
 from ._stage import StageSlot
 from ._statistics import PipelineCounters, PipelineStatistics
@@ -131,7 +131,7 @@ class Runtime:
 
     def submit(self, item: Item) -> None:
         """Hand an admitted item to the coordinator (the caller holds a window slot)."""
-        self.coordinator.tell(Submit(item))
+        self.coordinator.tell(item)
 
     def _on_failure_notice(self, notice: Any) -> None:
         self.supervisor.notify(notice)

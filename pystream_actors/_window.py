@@ -38,6 +38,7 @@ class InFlightWindow:
         self._used = 0
         self._closed = False
         self._inside: collections.deque[Item] = collections.deque()  # drop_oldest only
+        self._waiting = 0  # submitters blocked in admit(): only then is a notify needed
         self.dropped = 0
 
     @property
@@ -55,7 +56,13 @@ class InFlightWindow:
                 if self.on_full == "drop_oldest":
                     self._drop_one()
                 elif self.on_full == "block" and timeout != 0.0:
-                    self._cond.wait_for(lambda: self._used < self.capacity or self._closed, timeout)
+                    self._waiting += 1
+                    try:
+                        self._cond.wait_for(
+                            lambda: self._used < self.capacity or self._closed, timeout
+                        )
+                    finally:
+                        self._waiting -= 1
             if self._closed or (self._used >= self.capacity and self.on_full != "drop_oldest"):
                 return False
             self._used += 1
@@ -92,7 +99,8 @@ class InFlightWindow:
         if item.holds_slot:
             item.holds_slot = False
             self._used -= 1
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
 
     def close(self) -> None:
         """Refuse every later ``admit`` and wake everyone waiting."""
