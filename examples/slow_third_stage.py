@@ -42,7 +42,7 @@ class Work:
 def build() -> ps.Pipeline:
     """The pipeline, not started: the caller chooses serial or parallel mode."""
     frames = itertools.count()
-    pipeline = ps.Pipeline(input_generator=lambda: next(frames), name="SlowThirdStage")
+    pipeline = ps.Pipeline(input_generator=lambda: next(frames))
     for name, milliseconds in STAGE_MILLISECONDS.items():
         pipeline.add(Work(milliseconds), name)
     return pipeline

@@ -29,6 +29,7 @@ class Item:
         "failure_action",
         "future",
         "holds_slot",
+        "hops",
         "pool_seq",
         "sent_at",
         "seq",
@@ -53,6 +54,7 @@ class Item:
         self.dropped: str | None = None
         self.holds_slot = False
         self.started = False
+        self.hops = 0  # stages that started the item
         self.pool_seq = -1  # numbered by a worker pool, to put outputs back in order
         self.claim: list[int] | None = None
         self.failure_action: FailureNotice | None = None
@@ -81,6 +83,7 @@ class Item:
             self.drop("older than max_age when a stage was about to start it")
             return False
         self.started = True
+        self.hops += 1
         return True
 
     def try_claim(self) -> bool:

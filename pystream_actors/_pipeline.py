@@ -124,6 +124,16 @@ class Pipeline:
         """The stage names in order."""
         return [slot.name for slot in self._slots]
 
+    @property
+    def stages(self) -> list[tuple[str, StageCallable]]:
+        """(name, stage) pairs in order, as added (a nested pipeline is a ``PipelineStage``)."""
+        return [(slot.name, slot.stage) for slot in self._slots]
+
+    @property
+    def input_generator(self) -> Callable[[], Any] | None:
+        """The zero-argument callable that ``forward()`` and ``start_loop()`` draw inputs from."""
+        return self._input_generator
+
     def serialize(
         self,
         *,

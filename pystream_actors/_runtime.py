@@ -63,7 +63,7 @@ class Runtime:
     ) -> None:
         self.mode = mode
         self.flow = flow
-        self.window = InFlightWindow(flow.capacity, flow.on_full)
+        self.window = InFlightWindow(flow.capacity, flow.on_full, len(slots))
         self.latest = LatestResult()
         self.stream = ResultStream(flow.results_buffer)
         self.dead_letters = ResultStream(flow.results_buffer)
@@ -152,7 +152,9 @@ class Runtime:
         """An immutable snapshot of the pipeline and each of its stages."""
         stages = tuple(
             record.counters.snapshot(
-                queue_depth=_queue_depth(record.ref), child=_child_statistics(record.slot.stage)
+                queue_depth=_queue_depth(record.ref),
+                child=_child_statistics(record.slot.stage),
+                since=self.counters.first_accept,
             )
             for record in self.records
         )

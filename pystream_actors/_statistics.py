@@ -167,15 +167,20 @@ class StageCounters:
             self.failed += 1
 
     def snapshot(
-        self, queue_depth: int, child: PipelineStatistics | None = None
+        self,
+        queue_depth: int,
+        child: PipelineStatistics | None = None,
+        since: float = 0.0,
     ) -> StageStatistics:
-        return self._snapshot(queue_depth, child, workers=1)
+        """A snapshot; rates are measured from ``since`` (the pipeline's first item), so
+        that a later stage's shorter history does not make it look busier."""
+        return self._snapshot(queue_depth, child, 1, since)
 
     def _snapshot(
-        self, queue_depth: int, child: PipelineStatistics | None, workers: int
+        self, queue_depth: int, child: PipelineStatistics | None, workers: int, since: float
     ) -> StageStatistics:
         now = time.perf_counter()
-        rate, busy = self.window.rates(now, self.first_start)
+        rate, busy = self.window.rates(now, since or self.first_start)
         busy /= workers
         done = self.processed + self.failed
         span = self.last_end - self.first_start
@@ -267,7 +272,10 @@ class PoolCounters(StageCounters):
         self.workers = [StageCounters(name) for _ in range(workers)]
 
     def snapshot(
-        self, queue_depth: int, child: PipelineStatistics | None = None
+        self,
+        queue_depth: int,
+        child: PipelineStatistics | None = None,
+        since: float = 0.0,
     ) -> StageStatistics:
         total = StageCounters(self.name)
         total.restarts = self.restarts
@@ -284,4 +292,4 @@ class PoolCounters(StageCounters):
             if part.first_start:
                 starts.append(part.first_start)
         total.first_start = min(starts, default=0.0)
-        return total._snapshot(queue_depth, child, workers=len(self.workers))
+        return total._snapshot(queue_depth, child, len(self.workers), since)

@@ -7,9 +7,10 @@ pipeline's ``on_full`` policy:
 - ``"block"``: wait up to the timeout for a free slot, then refuse;
 - ``"reject"``: refuse at once;
 - ``"drop_oldest"``: accept at once and drop the oldest item the first stage has not
-  started; if every item has been started, the oldest one waiting between stages. Only
-  an item a stage is working on right now cannot be dropped: when all of them are, the
-  newest is still accepted and waits, so the window holds at most ``capacity + 1`` items.
+  started; if every item has been started, the oldest one waiting between stages. An
+  item a stage is working on right now, or one every stage has finished, is never
+  dropped: when no other is left, the newest is still accepted and waits, so the window
+  holds at most ``capacity + 1`` items.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ ON_FULL_POLICIES: tuple[OnFull, ...] = ("block", "reject", "drop_oldest")
 class InFlightWindow:
     """A counting gate shared by the handle and the coordinator."""
 
-    def __init__(self, capacity: int, on_full: OnFull = "block") -> None:
+    def __init__(self, capacity: int, on_full: OnFull = "block", stages: int = 1) -> None:
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be a whole number of items >= 1, got {capacity!r}")
         if on_full not in ON_FULL_POLICIES:
             raise ValueError(f"on_full must be one of {ON_FULL_POLICIES}, got {on_full!r}")
         self.capacity = capacity
         self.on_full = on_full
+        self._stages = stages  # an item every stage has worked on is never dropped
         self._cond = threading.Condition(threading.Lock())
         self._used = 0
         self._closed = False
@@ -78,6 +80,8 @@ class InFlightWindow:
             for victim in self._inside:
                 if (victim.started and only_unstarted) or not victim.is_live:
                     continue
+                if victim.hops >= self._stages:
+                    continue  # finished: only the coordinator has yet to see it
                 if not _take_claim(victim):
                     continue  # a stage is working on it right now
                 victim.drop(DROPPED_ON_FULL)

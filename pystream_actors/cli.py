@@ -188,8 +188,8 @@ def _import_file(path: Path) -> ModuleType:
 
 
 def _stages_of(pipeline: Pipeline) -> list[tuple[str, object]]:
-    """(name, stage object) in order; the public API only exposes the names."""
-    return [(slot.name, slot.stage) for slot in pipeline._slots]
+    """(name, stage object) in order."""
+    return list(pipeline.stages)
 
 
 def _cleanup_tree(pipeline: Pipeline) -> None:
@@ -371,7 +371,7 @@ class Feed:
         self.pipeline = pipeline
         self.period = 1.0 / rate
         self.duration = duration
-        self._generate = pipeline._input_generator or itertools.count().__next__
+        self._generate = pipeline.input_generator or itertools.count().__next__
         self._over = threading.Event()
         self.started = time.monotonic()
         self._loop = InputLoop(self._push, self.period)

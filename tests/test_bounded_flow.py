@@ -295,3 +295,28 @@ def test_age_and_latency_start_at_acceptance_not_at_the_wait_for_room() -> None:
         assert waiter.result(timeout=30).result(timeout=30) == 2
         assert first.result(timeout=30) == 1
         thread.join(30)
+
+
+def test_window_drop_order_unstarted_then_waiting_never_finished_or_in_work() -> None:
+    """drop_oldest picks unstarted items first, then ones waiting between stages; never one
+    a stage holds or one every stage has finished."""
+    from pystream_actors._messages import Item
+    from pystream_actors._window import InFlightWindow
+
+    window = InFlightWindow(capacity=3, on_full="drop_oldest", stages=2)
+    finished, waiting, in_work = (Item(n, None, 0.0) for n in range(3))
+    for item in (finished, waiting, in_work):
+        assert window.admit(item, timeout=0)
+    for item, hops in ((finished, 2), (waiting, 1), (in_work, 1)):
+        assert item.begin(0.0)
+        item.hops = hops
+    finished.release_claim()  # left the last stage, waiting for the coordinator
+    waiting.release_claim()  # left the first stage, waiting for the second
+    newest = Item(3, None, 0.0)
+    assert window.admit(newest, timeout=0)
+    assert waiting.dropped is not None
+    assert finished.dropped is None and in_work.dropped is None
+    newer = Item(4, None, 0.0)
+    assert window.admit(newer, timeout=0)
+    assert newest.dropped is not None  # unstarted, so it goes before anything started
+    assert window.dropped == 2
