@@ -29,7 +29,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 SUITE = "suite.py"
-KNOWN = ("parallel_speedup.py", "overload.py", "cleanup_latency.py", "soak_restarts.py")
+KNOWN = (
+    "parallel_speedup.py",
+    "overload.py",
+    "cleanup_latency.py",
+    "soak_restarts.py",
+    "statistics_overhead.py",
+)
 """Run after the suite, in this order."""
 HELPERS = frozenset({"run_all.py", SUITE, "pystream_workloads.py", "cpu_stages.py"})
 """Modules that are not stand-alone benchmarks."""
@@ -40,6 +46,7 @@ QUICK_OPTIONS: dict[str, tuple[tuple[str, str | None], ...]] = {
     "overload.py": (("--duration", "2"),),
     "cleanup_latency.py": (("--repetitions", "10"),),
     "soak_restarts.py": (("--items", "20000"), ("--restarts", "100"), ("--replaces", "10")),
+    "statistics_overhead.py": (("--items", "100000"), ("--rounds", "3")),
 }
 """Per script: the options (and values) that shorten it under ``--quick``."""
 GENERIC_QUICK: tuple[tuple[str, str | None], ...] = (("--quick", None), ("--duration", "2"))

@@ -38,6 +38,9 @@ class Pipeline:
     Build it with ``add``; start it with ``serialize()`` (lock-step, one item in flight)
     or ``parallelize()`` (every stage busy at once); feed it with ``forward``, the
     ``handle`` or ``start_loop``; stop it with ``cleanup()`` or by leaving a ``with`` block.
+
+    ``name`` publishes the running pipeline for ``get_handle(name)``. ``statistics=False``
+    keeps only counts (no latency histograms or rates), for the last microseconds per item.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class Pipeline:
         use_profiler: bool = False,
         *,
         name: str | None = None,
+        statistics: bool = True,
     ) -> None:
         if input_generator is not None and not callable(input_generator):
             raise TypeError(
@@ -54,6 +58,7 @@ class Pipeline:
         self._input_generator = input_generator
         self.use_profiler = use_profiler
         self.name = name
+        self._timed = statistics or use_profiler
         self._slots: list[StageSlot] = []
         self._stage_count = 0
         self._handle = PipelineHandle(name)
@@ -192,7 +197,9 @@ class Pipeline:
             self._stop_runtime(drain=True, cleanup_stages=False)
             if self.name is not None:
                 _registry.register(self.name, self._handle)
-            runtime = Runtime(list(self._slots), mode, flow, self._handle.error_callbacks)
+            runtime = Runtime(
+                list(self._slots), mode, flow, self._handle.error_callbacks, self._timed
+            )
             self._handle._attach(runtime)
             self._block_output = False
 

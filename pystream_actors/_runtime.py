@@ -60,6 +60,7 @@ class Runtime:
         mode: str,
         flow: FlowSettings,
         on_error: list[Callable[[StageError], object]] | None = None,
+        timed: bool = True,
     ) -> None:
         self.mode = mode
         self.flow = flow
@@ -67,7 +68,7 @@ class Runtime:
         self.latest = LatestResult()
         self.stream = ResultStream(flow.results_buffer)
         self.dead_letters = ResultStream(flow.results_buffer)
-        self.counters = PipelineCounters()
+        self.counters = PipelineCounters(timed)
         self.terminated: str | None = None
         self.pickles_inputs = bool(slots) and slots[0].scaling.executor == "process"
         self._stopped = False
@@ -81,7 +82,7 @@ class Runtime:
         try:
             downstream: pykka.ActorRef[Any] = self.coordinator
             for slot in reversed(slots):
-                counters = counters_for(slot)
+                counters = counters_for(slot, timed)
                 downstream = spawn_stage(slot, downstream, counters)
                 records.insert(0, StageRecord(slot, downstream, None, counters))
             self._supervisor = Supervisor(records, self.coordinator, self.terminate)

@@ -1,16 +1,20 @@
 """Always-on statistics per stage and per pipeline, and their immutable snapshots.
 
-Recording is a handful of additions on the thread that owns the counters; snapshots
-are taken by any thread and feed every view (``statistics()``, profiles, the CLI).
+Recording is a handful of additions on the thread that owns the counters (each stage
+actor, the coordinator); snapshots are taken by any thread and feed every view
+(``statistics()``, profiles, the CLI, the exporters). Memory is fixed whatever the count:
+exact counts, means and maxima, percentiles over the most recent durations, and one rate
+sample per second for the sliding-window throughput and utilization.
 """
 
 from __future__ import annotations
 
+import collections
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Protocol
 
-from ._histogram import Histogram
+from ._durations import MASK, Durations, percentiles
 
 RATE_WINDOW_SECONDS = 10
 """Throughput and utilization are measured over this sliding window."""
@@ -27,14 +31,22 @@ class Percentiles:
     max: float
 
     @staticmethod
-    def of(histogram: Histogram) -> Percentiles:
-        return Percentiles(
-            mean=histogram.mean,
-            p50=histogram.percentile(0.50),
-            p90=histogram.percentile(0.90),
-            p99=histogram.percentile(0.99),
-            max=histogram.max,
-        )
+    def of(durations: Summarized) -> Percentiles:
+        """Mean and max over every record; p50/p90/p99 over the recent ones."""
+        p50, p90, p99 = percentiles(durations.kept(), (0.50, 0.90, 0.99))
+        return Percentiles(mean=durations.mean, p50=p50, p90=p90, p99=p99, max=durations.max)
+
+
+class Summarized(Protocol):
+    """What ``Percentiles.of`` reads: ``Durations`` or a merge of several."""
+
+    count: int
+    max: float
+
+    @property
+    def mean(self) -> float: ...
+
+    def kept(self) -> list[float]: ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,9 @@ class StageStatistics:
     restarts: int
     queue_depth: int
     service_time: Percentiles
+    """Time spent in the stage's code per item (percentiles over the recent items)."""
     wait_time: Percentiles
+    """Time an item waited in the stage's mailbox before the stage started it."""
     throughput: float
     """Items per second over the last ``RATE_WINDOW_SECONDS``."""
     utilization: float
@@ -91,80 +105,99 @@ class PipelineStatistics:
         raise KeyError(f"no stage named {name!r}; stages are {[s.name for s in self.stages]}")
 
 
-class RateWindow:
-    """Per-second bins over a sliding window: recent throughput and busy time."""
+class RateSamples:
+    """One (time, items done, busy seconds) sample per second of activity.
 
-    __slots__ = ("_stamps", "_counts", "_busy")
+    A stage records cumulative totals on every item; the sample list only grows by one
+    entry per second and keeps the last ``RATE_WINDOW_SECONDS + 2``.
+    """
+
+    __slots__ = ("next_due", "samples")
 
     def __init__(self) -> None:
-        self._stamps = [-1] * RATE_WINDOW_SECONDS
-        self._counts = [0] * RATE_WINDOW_SECONDS
-        self._busy = [0.0] * RATE_WINDOW_SECONDS
+        self.samples: collections.deque[tuple[float, int, float]] = collections.deque(
+            maxlen=RATE_WINDOW_SECONDS + 2
+        )
+        self.next_due = 0.0
 
-    def record(self, now: float, busy: float) -> None:
-        second = int(now)
-        slot = second % RATE_WINDOW_SECONDS
-        if self._stamps[slot] != second:
-            self._stamps[slot] = second
-            self._counts[slot] = 0
-            self._busy[slot] = 0.0
-        self._counts[slot] += 1
-        self._busy[slot] += busy
+    def take(self, now: float, done: int, busy: float) -> None:
+        self.samples.append((now, done, busy))
+        self.next_due = now + 1.0
 
-    def add(self, other: RateWindow) -> None:
-        """Fold ``other``'s bins into these (bins of the same second add up)."""
-        for slot in range(RATE_WINDOW_SECONDS):
-            if other._stamps[slot] > self._stamps[slot]:
-                self._stamps[slot] = other._stamps[slot]
-                self._counts[slot] = other._counts[slot]
-                self._busy[slot] = other._busy[slot]
-            elif other._stamps[slot] == self._stamps[slot] >= 0:
-                self._counts[slot] += other._counts[slot]
-                self._busy[slot] += other._busy[slot]
-
-    def rates(self, now: float, since: float) -> tuple[float, float]:
+    def rates(self, now: float, since: float, done: int, busy: float) -> tuple[float, float]:
         """(items per second, busy fraction) over the window, or since ``since`` if later."""
-        oldest = int(now) - RATE_WINDOW_SECONDS + 1
-        count = 0
-        busy = 0.0
-        for slot in range(RATE_WINDOW_SECONDS):
-            if self._stamps[slot] >= oldest:
-                count += self._counts[slot]
-                busy += self._busy[slot]
-        span = min(float(RATE_WINDOW_SECONDS), now - max(since, oldest))
-        if span <= 0.0:
+        start = max(now - RATE_WINDOW_SECONDS, since)
+        base_time, base_done, base_busy = since, 0, 0.0
+        for sample in self.samples:
+            if sample[0] > start:
+                break
+            base_time, base_done, base_busy = sample
+        span = now - base_time
+        if span <= 0.0 or not since:
             return 0.0, 0.0
-        return count / span, min(1.0, busy / span)
+        return (done - base_done) / span, min(1.0, (busy - base_busy) / span)
 
 
 class StageCounters:
-    """The counters one stage actor writes as it works."""
+    """The counters one stage actor writes as it works.
 
-    def __init__(self, name: str) -> None:
+    With ``timed=False`` only counts are kept: no durations or rates (the
+    ``Pipeline(statistics=False)`` setting, for the last microsecond per item).
+    """
+
+    def __init__(self, name: str, timed: bool = True) -> None:
         self.name = name
+        self.timed = timed
         self.processed = 0
         self.failed = 0
         self.dropped = 0
         self.restarts = 0
-        self.service = Histogram()
-        self.wait = Histogram()
-        self.window = RateWindow()
+        self.service = Durations()
+        self.wait = Durations()
+        self.rates = RateSamples()
+        self.busy = 0.0
         self.first_start = 0.0
         self.last_end = 0.0
 
     def record(self, started: float, ended: float, waited: float, ok: bool) -> None:
-        """Count one item the stage worked on (``ok`` False when it raised)."""
-        if not self.first_start:
-            self.first_start = started
-        self.last_end = ended
-        service = ended - started
-        self.service.record(service)
-        self.wait.record(waited)
-        self.window.record(ended, service)
+        """Count one item the stage worked on (``ok`` False when it raised).
+
+        The hot path of every stage: the two ``Durations.record`` calls are inlined.
+        """
         if ok:
             self.processed += 1
         else:
             self.failed += 1
+        if not self.timed:
+            return
+        service = ended - started
+        self.busy += service
+        self.last_end = ended
+        durations = self.service
+        durations.count += 1
+        durations.total += service
+        if service > durations.max:
+            durations.max = service
+        index = durations.next
+        durations.recent[index] = service
+        durations.next = (index + 1) & MASK
+        durations = self.wait
+        durations.count += 1
+        durations.total += waited
+        if waited > durations.max:
+            durations.max = waited
+        durations.recent[index] = waited
+        durations.next = (index + 1) & MASK
+        if ended >= self.rates.next_due:
+            if not self.first_start:
+                self.first_start = started
+            self.rates.take(ended, self.processed + self.failed, self.busy)
+
+    def window_rates(self, now: float, since: float) -> tuple[float, float]:
+        """(items per second, busy fraction) over the recent window."""
+        return self.rates.rates(
+            now, since or self.first_start, self.processed + self.failed, self.busy
+        )
 
     def snapshot(
         self,
@@ -174,14 +207,18 @@ class StageCounters:
     ) -> StageStatistics:
         """A snapshot; rates are measured from ``since`` (the pipeline's first item), so
         that a later stage's shorter history does not make it look busier."""
-        return self._snapshot(queue_depth, child, 1, since)
+        rate, busy = self.window_rates(time.perf_counter(), since)
+        return self._build(queue_depth, child, self.service, self.wait, rate, busy)
 
-    def _snapshot(
-        self, queue_depth: int, child: PipelineStatistics | None, workers: int, since: float
+    def _build(
+        self,
+        queue_depth: int,
+        child: PipelineStatistics | None,
+        service: Summarized,
+        wait: Summarized,
+        rate: float,
+        busy: float,
     ) -> StageStatistics:
-        now = time.perf_counter()
-        rate, busy = self.window.rates(now, since or self.first_start)
-        busy /= workers
         done = self.processed + self.failed
         span = self.last_end - self.first_start
         return StageStatistics(
@@ -191,8 +228,8 @@ class StageCounters:
             dropped=self.dropped,
             restarts=self.restarts,
             queue_depth=queue_depth,
-            service_time=Percentiles.of(self.service),
-            wait_time=Percentiles.of(self.wait),
+            service_time=Percentiles.of(service),
+            wait_time=Percentiles.of(wait),
             throughput=rate,
             utilization=busy,
             mean_throughput=done / span if span > 0 else 0.0,
@@ -200,16 +237,52 @@ class StageCounters:
         )
 
 
+class PoolCounters(StageCounters):
+    """A pooled stage's counters: its own (restarts, drops) plus one set per worker."""
+
+    def __init__(self, name: str, workers: int, timed: bool = True) -> None:
+        super().__init__(name, timed)
+        self.workers = [StageCounters(name, timed) for _ in range(workers)]
+
+    def snapshot(
+        self,
+        queue_depth: int,
+        child: PipelineStatistics | None = None,
+        since: float = 0.0,
+    ) -> StageStatistics:
+        total = StageCounters(self.name)
+        total.restarts = self.restarts
+        total.dropped = self.dropped
+        now = time.perf_counter()
+        rate = busy = 0.0
+        starts = []
+        for part in self.workers:
+            total.processed += part.processed
+            total.failed += part.failed
+            total.dropped += part.dropped
+            total.last_end = max(total.last_end, part.last_end)
+            if part.first_start:
+                starts.append(part.first_start)
+            part_rate, part_busy = part.window_rates(now, since)
+            rate += part_rate
+            busy += part_busy / len(self.workers)
+        total.first_start = min(starts, default=0.0)
+        service = Durations.merged(part.service for part in self.workers)
+        wait = Durations.merged(part.wait for part in self.workers)
+        return total._build(queue_depth, child, service, wait, rate, busy)
+
+
 class PipelineCounters:
     """The counters the coordinator writes as items are accepted and finish."""
 
-    def __init__(self) -> None:
+    def __init__(self, timed: bool = True) -> None:
+        self.timed = timed
         self.accepted = 0
         self.completed = 0
         self.failed = 0
         self.dropped = 0
-        self.latency = Histogram()
-        self.window = RateWindow()
+        self.latency = Durations()
+        self.rates = RateSamples()
         self.first_accept = 0.0
         self.last_done = 0.0
 
@@ -222,9 +295,11 @@ class PipelineCounters:
         """Count one finished item; ``outcome`` is ``"ok"``, ``"failed"`` or ``"dropped"``."""
         if outcome == "ok":
             self.completed += 1
-            self.latency.record(now - submitted_at)
-            self.window.record(now, 0.0)
             self.last_done = now
+            if self.timed:
+                self.latency.record(now - submitted_at)
+                if now >= self.rates.next_due:
+                    self.rates.take(now, self.completed, 0.0)
         elif outcome == "failed":
             self.failed += 1
         else:
@@ -239,7 +314,7 @@ class PipelineCounters:
         results_dropped: int,
     ) -> PipelineStatistics:
         now = time.perf_counter()
-        rate, _ = self.window.rates(now, self.first_accept)
+        rate, _ = self.rates.rates(now, self.first_accept, self.completed, 0.0)
         span = self.last_done - self.first_accept
         busiest = max(
             stages,
@@ -262,34 +337,3 @@ class PipelineCounters:
             results_dropped=results_dropped,
             bottleneck=busiest.name if busiest is not None and busiest.processed else None,
         )
-
-
-class PoolCounters(StageCounters):
-    """A pooled stage's counters: its own (restarts, drops) plus one set per worker."""
-
-    def __init__(self, name: str, workers: int) -> None:
-        super().__init__(name)
-        self.workers = [StageCounters(name) for _ in range(workers)]
-
-    def snapshot(
-        self,
-        queue_depth: int,
-        child: PipelineStatistics | None = None,
-        since: float = 0.0,
-    ) -> StageStatistics:
-        total = StageCounters(self.name)
-        total.restarts = self.restarts
-        total.dropped = self.dropped
-        starts = []
-        for part in self.workers:
-            total.processed += part.processed
-            total.failed += part.failed
-            total.dropped += part.dropped
-            total.service.add(part.service)
-            total.wait.add(part.wait)
-            total.window.add(part.window)
-            total.last_end = max(total.last_end, part.last_end)
-            if part.first_start:
-                starts.append(part.first_start)
-        total.first_start = min(starts, default=0.0)
-        return total._snapshot(queue_depth, child, len(self.workers), since)

@@ -188,11 +188,11 @@ class WorkerPoolActor(pykka.ThreadingActor):
             logger.debug("pool %r: %r not delivered, its receiver stopped", self._name, message)
 
 
-def counters_for(slot: StageSlot) -> StageCounters:
+def counters_for(slot: StageSlot, timed: bool = True) -> StageCounters:
     """Fresh counters for a stage: one set, or one per worker for a pooled stage."""
     if slot.scaling.pooled:
-        return PoolCounters(slot.name, slot.scaling.workers)
-    return StageCounters(slot.name)
+        return PoolCounters(slot.name, slot.scaling.workers, timed)
+    return StageCounters(slot.name, timed)
 
 
 def spawn_stage(
