@@ -86,8 +86,12 @@ class PipelineHandle:
         return future
 
     def ask(self, data: Any, timeout: float | None = None) -> Any:
-        """Submit ``data`` and wait up to ``timeout`` seconds for its output."""
-        return self.submit(data, timeout).result(timeout)
+        """Submit ``data`` and wait for its output; ``timeout`` covers both waits together."""
+        if timeout is None:
+            return self.submit(data).result()
+        deadline = time.monotonic() + timeout
+        future = self.submit(data, timeout)
+        return future.result(max(0.0, deadline - time.monotonic()))
 
     def tell(self, data: Any, timeout: float | None = None) -> bool:
         """Submit ``data`` without a future; False if the pipeline refused it for lack of room."""
@@ -161,10 +165,11 @@ class PipelineHandle:
         return self._running().latest.take(timeout, default)
 
     def results(self, timeout: float | None = None) -> Iterator[Any]:
-        """Every output from now on, in input order.
+        """Every output from now on, in input order, for one reader.
 
         Waits up to ``timeout`` seconds for each next output and ends when none came in
-        time or the pipeline stopped. Outputs are buffered in bounded memory
+        time or the pipeline stopped. The pipeline has one results buffer: several
+        iterators share it, each output going to one of them. Outputs are buffered in bounded memory
         (``results_buffer``); when a reader falls behind, the oldest unread outputs are
         dropped and counted in ``statistics().results_dropped``.
         """
@@ -207,7 +212,8 @@ class PipelineHandle:
         self.error_callbacks.append(callback)
 
     def dead_letters(self, timeout: float | None = None) -> Iterator[StageError]:
-        """Every ``StageError`` from now on, as an iterator (bounded like ``results``)."""
+        """Every ``StageError`` from now on, as an iterator (one shared, bounded buffer like
+        ``results``)."""
         stream = self._running().dead_letters
         stream.subscribe()
 

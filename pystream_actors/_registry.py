@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from ._errors import PipelineNotFound
+from ._errors import PipelineInitiationError, PipelineNotFound
 
 if TYPE_CHECKING:
     from ._handle import PipelineHandle
@@ -19,7 +19,7 @@ def register(name: str, handle: PipelineHandle) -> None:
     with _lock:
         current = _handles.get(name)
         if current is not None and current is not handle and current.is_running:
-            raise ValueError(
+            raise PipelineInitiationError(
                 f"a running pipeline is already named {name!r}; stop it first or choose another name"
             )
         _handles[name] = handle

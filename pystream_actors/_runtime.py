@@ -74,7 +74,11 @@ class Runtime:
         self._stopped = False
         self._supervisor: Supervisor | None = None
         outlets = Outlets(
-            self.latest, self.stream, self.dead_letters, on_error or [], self._on_failure_notice
+            self.latest,
+            self.stream,
+            self.dead_letters,
+            on_error if on_error is not None else [],  # the handle's own list: later adds count
+            self._on_failure_notice,
         )
         self.coordinator = CoordinatorActor.start(mode, self.window, outlets, self.counters)
         self._coordinator_thread: threading.Thread | None = None

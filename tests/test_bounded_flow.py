@@ -198,7 +198,7 @@ def test_named_pipelines_are_found_from_anywhere() -> None:
             ps.get_handle("radar")
         clash = ps.Pipeline(name="vision")
         clash.add(lambda x: x)
-        with pytest.raises(ValueError, match="already named 'vision'"):
+        with pytest.raises(ps.PipelineInitiationError, match="already named 'vision'"):
             clash.parallelize()
     with pytest.raises(ps.PipelineNotFound):
         ps.get_handle("vision")

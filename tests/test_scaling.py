@@ -212,3 +212,25 @@ def test_abandoned_process_pipeline_does_not_keep_the_program_alive() -> None:
     assert done.returncode == 0, done.stderr
     pids = [int(p) for p in done.stdout.strip().strip("[]").split(",")]
     assert all(_is_zombie_or_gone(pid) for pid in pids)
+
+
+def test_a_saturated_pool_is_named_the_bottleneck() -> None:
+    """Utilization of a pooled stage is the mean over its workers, not capped at 1/N."""
+
+    def slow(x: int) -> int:
+        threading.Event().wait(0.01)
+        return x
+
+    def fast(x: int) -> int:
+        threading.Event().wait(0.001)
+        return x
+
+    pipeline = ps.Pipeline()
+    pipeline.add(slow, "Pool", workers=4)
+    pipeline.add(fast, "Fast")
+    with pipeline.parallelize(capacity=16):
+        results([pipeline.handle.submit(i, timeout=60) for i in range(300)])
+        stats = pipeline.statistics()
+    assert stats.bottleneck == "Pool"
+    assert stats.stage("Pool").utilization > stats.stage("Fast").utilization
+    assert stats.stage("Pool").utilization > 0.5

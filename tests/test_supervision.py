@@ -196,8 +196,8 @@ def test_errors_reach_callbacks_and_dead_letters_once(caplog: pytest.LogCaptureF
     called: list[ps.StageError] = []
     pipeline = ps.Pipeline()
     pipeline.add(Counter(), "Detect")
-    pipeline.handle.on_error(called.append)
     with pipeline.parallelize(), caplog.at_level(logging.WARNING, logger="pystream_actors"):
+        pipeline.handle.on_error(called.append)  # registered while running: still counts
         letters = pipeline.handle.dead_letters(timeout=30)
         collect([pipeline.handle.submit(i) for i in range(300)])
         dead = [next(letters) for _ in FAILING]
