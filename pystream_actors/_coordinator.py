@@ -73,7 +73,10 @@ class CoordinatorActor(pykka.ThreadingActor):
                 self._finish(message)
         elif isinstance(message, Relink):
             self._first = message.successor
-            message.predecessor.tell(Handover(message.successor))
+            try:
+                message.predecessor.tell(Handover(message.successor))
+            except pykka.ActorDeadError:
+                logger.warning("the replaced first stage had already stopped")
         elif isinstance(message, Link):
             self._first = message.first
         elif isinstance(message, Drain):
