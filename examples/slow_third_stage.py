@@ -46,3 +46,28 @@ def build() -> ps.Pipeline:
     for name, milliseconds in STAGE_MILLISECONDS.items():
         pipeline.add(Work(milliseconds), name)
     return pipeline
+
+
+def main(items: int = 300) -> str | None:
+    """Run ``items`` through the pipeline in parallel mode and name the bottleneck."""
+    pipeline = build()
+    assert pipeline.input_generator is not None
+    with pipeline.parallelize(capacity=8):
+        futures = [pipeline.handle.submit(pipeline.input_generator()) for _ in range(items)]
+        for future in futures:
+            future.result(timeout=60)
+        stats = pipeline.statistics()
+    for stage in stats.stages:
+        print(
+            f"{stage.name:<8} utilization {stage.utilization:5.0%}  {stage.throughput:6.1f} items/s"
+        )
+    print(f"bottleneck: {stats.bottleneck}")
+    return stats.bottleneck
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Show which stage limits the pipeline.")
+    parser.add_argument("--items", type=int, default=300)
+    main(parser.parse_args().items)

@@ -44,6 +44,7 @@ RUNS = {
         ("--frames", "10"), "Both modes returned the same 10 results", ("numpy", "cv2")
     ),
     "dummy_pipeline.py": Run((), "every stage cleaned up = True"),
+    "slow_third_stage.py": Run(("--items", "200"), "bottleneck: Detect"),
 }
 
 
