@@ -296,8 +296,16 @@ class PipelineCounters:
         if outcome == "ok":
             self.completed += 1
             self.last_done = now
-            if self.timed:
-                self.latency.record(now - submitted_at)
+            if self.timed:  # Durations.record, inlined: this runs for every item
+                latency = now - submitted_at
+                durations = self.latency
+                durations.count += 1
+                durations.total += latency
+                if latency > durations.max:
+                    durations.max = latency
+                index = durations.next
+                durations.recent[index] = latency
+                durations.next = (index + 1) & MASK
                 if now >= self.rates.next_due:
                     self.rates.take(now, self.completed, 0.0)
         elif outcome == "failed":
