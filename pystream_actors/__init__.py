@@ -23,6 +23,7 @@ from ._errors import (
     PipelineUndefined,
     ProfilingError,
     PyStreamError,
+    StageBusy,
     StageError,
 )
 from ._handle import PipelineHandle
@@ -62,6 +63,7 @@ __all__ = [
     "ProfilingError",
     "PyStreamError",
     "Stage",
+    "StageBusy",
     "StageError",
     "StageStatistics",
     "__version__",

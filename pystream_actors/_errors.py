@@ -10,6 +10,7 @@
     ├── InvalidItem              an item cannot be accepted, e.g. unpicklable for a process stage
     ├── InvalidStageName         a stage name breaks the naming rules (also a ValueError)
     ├── ProfilingError           profiles were asked for in a way that cannot work (also a ValueError)
+    ├── StageBusy                a control call found the stage still handing over from a busy actor
     ├── StageError               a stage raised on an item; the original exception is chained
     └── ItemDropped              an accepted item was dropped by a policy, a deadline or a stop
 
@@ -58,6 +59,11 @@ class InvalidStageName(PyStreamError, ValueError):
 
 class ProfilingError(PyStreamError, ValueError):
     """Profiles were requested in a way that cannot work."""
+
+
+class StageBusy(PyStreamError):
+    """A runtime-control call found the stage still handing over from an actor that is
+    busy in a stage call; retry once that call has returned."""
 
 
 class StageError(PyStreamError):

@@ -226,9 +226,13 @@ class PipelineHandle:
 
         return read()
 
-    def stop_stage(self, name: str) -> None:
-        """Stop one stage: it cleans up, and items wait for it (within capacity and on_full)."""
-        self._control().stop_stage(name)
+    def stop_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> None:
+        """Stop one stage: it cleans up, and items wait for it (within capacity and on_full).
+
+        Raises ``StageBusy`` if the stage is still handing over from an actor stuck in a
+        stage call for longer than ``timeout``.
+        """
+        self._control().stop_stage(name, timeout)
 
     def start_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> None:
         """Start a stopped stage again; the items that waited go first, in order."""

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import pykka
 
-from ._errors import PipelineTerminated, PipelineUndefined
+from ._errors import PipelineTerminated, PipelineUndefined, StageBusy
 from ._messages import FailureNotice, Pause, Ready, Relink, ReplaceWorker
 from ._stage import StageCallable, StageSlot
 from ._statistics import StageCounters
@@ -57,6 +57,8 @@ class StageRecord:
     thread: threading.Thread | None
     counters: StageCounters
     state: StageState = "running"
+    busy_predecessor: threading.Thread | None = None
+    """An old actor still in a stage call, that the current one waits to take over from."""
     restart_times: collections.deque[float] = field(default_factory=collections.deque)
 
 
@@ -135,12 +137,13 @@ class Supervisor:
 
     # -- runtime control (from callers' threads) ----------------------------------
 
-    def stop_stage(self, name: str) -> None:
+    def stop_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> None:
         """Stop a stage: it cleans up and holds every later item until started again."""
         with self._control:
             record = self.records[self._index(name)]
             if record.state == "stopped":
                 return
+            self._ensure_handed_over(record, timeout)
             record.ref.tell(Pause())
             record.state = "stopped"
 
@@ -184,6 +187,7 @@ class Supervisor:
             if self._closing.is_set():
                 raise PipelineTerminated("the pipeline is stopping; no stage can be replaced")
             record = self.records[index]
+            self._ensure_handed_over(record, timeout)
             old, old_thread = record.ref, record.thread
             downstream = (
                 self.records[index + 1].ref if index + 1 < len(self.records) else self._coordinator
@@ -198,6 +202,7 @@ class Supervisor:
                 old_thread.join(timeout)
                 if old_thread.is_alive():
                     self.retired_threads.append(old_thread)
+                    record.busy_predecessor = old_thread
                     logger.warning(
                         "stage %r: the old actor is still busy after %ss; the new one takes "
                         "over when it finishes",
@@ -207,6 +212,24 @@ class Supervisor:
                     return
             _, error = new.ask(Ready(), timeout=timeout)  # behind Resume: setup has run
             record.state = "failed" if error is not None else "running"
+
+    def _ensure_handed_over(self, record: StageRecord, timeout: float | None) -> None:
+        """Refuse to touch a stage whose actor still waits for a busy predecessor.
+
+        Replacing or pausing it then could strand the items the busy actor will hand over.
+        """
+        busy = record.busy_predecessor
+        if busy is None:
+            return
+        busy.join(timeout)
+        if busy.is_alive():
+            raise StageBusy(
+                f"stage {record.slot.name!r} is still handing over from an actor busy in a "
+                f"stage call ({busy.name}); retry once that call returns"
+            )
+        record.busy_predecessor = None
+        _, error = record.ref.ask(Ready(), timeout=timeout)
+        record.state = "failed" if error is not None else "running"
 
     def _index(self, name: str) -> int:
         for index, record in enumerate(self.records):

@@ -23,6 +23,7 @@ EXPECTED = {
     "ProfilingError",
     "PyStreamError",
     "Stage",
+    "StageBusy",
     "StageError",
     "StageStatistics",
     "__version__",

@@ -415,3 +415,32 @@ def test_replace_stage_with_a_factory_builds_fresh_instances() -> None:
         pipeline.handle.restart_stage("Plus")
         assert pipeline.handle.ask(1, timeout=30) == 11
     assert made == [1, 10, 10]
+
+
+def test_control_of_a_stage_still_handing_over_from_a_busy_actor_is_refused() -> None:
+    """While the old actor is stuck in a stage call, a second control call raises StageBusy;
+    once it returns, every item comes out, in order."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    def sticky(x: int) -> int:
+        if x == 0:
+            entered.set()
+            assert release.wait(30)
+        return x
+
+    pipeline = ps.Pipeline()
+    pipeline.add(sticky, "Sticky")
+    with pipeline.parallelize(capacity=20):
+        futures = [pipeline.handle.submit(i) for i in range(10)]
+        assert entered.wait(30)
+        pipeline.handle.restart_stage("Sticky", timeout=0.05)  # the old actor is busy: returns
+        with pytest.raises(ps.StageBusy, match="Sticky"):
+            pipeline.handle.restart_stage("Sticky", timeout=0.05)
+        with pytest.raises(ps.StageBusy):
+            pipeline.handle.stop_stage("Sticky", timeout=0.05)
+        release.set()
+        pipeline.handle.restart_stage("Sticky", timeout=30)
+        futures += [pipeline.handle.submit(i) for i in range(10, 20)]
+        assert [f.result(timeout=30) for f in futures] == list(range(20))
+        assert pipeline.handle.status()["Sticky"].state == "running"
