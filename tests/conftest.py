@@ -22,6 +22,17 @@ def our_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(_OUR_THREAD_PREFIXES)]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def profiles_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Profiled pipelines write their profiles under the test run's tmp, not the home folder."""
+    import pystream_actors as ps
+
+    old = ps.get_profiler_db_folder()
+    ps.set_profiler_db_folder(tmp_path_factory.mktemp("profiles"))
+    yield
+    ps.set_profiler_db_folder(old)
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads() -> Iterator[None]:
     """Fail a test that leaves a running pipeline or one of its threads behind."""
