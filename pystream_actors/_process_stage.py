@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ._errors import InvalidStage
@@ -99,7 +100,16 @@ class ProcessStage:
             initializer=_install,
             initargs=(self._payload, self._is_factory),
         )
-        self.pid = self._executor.submit(_ping).result()
+        try:
+            self.pid = self._executor.submit(_ping).result()
+        except BrokenProcessPool as exc:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            raise RuntimeError(
+                f"the worker process of stage {self.name!r} died while starting. Worker "
+                "processes are spawned and import your main script: start the pipeline under "
+                "`if __name__ == '__main__':`, and keep the stage importable by name"
+            ) from exc
 
     def __call__(self, data: Any) -> Any:
         if self._executor is None:
