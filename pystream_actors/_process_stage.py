@@ -1,8 +1,10 @@
 """Running a stage in its own worker process, to take pure-Python work off the GIL.
 
 Each ``ProcessStage`` owns one worker process (started with the ``spawn`` method, so no
-actor thread is forked) holding its own copy of the user's stage. The stage actor's
-thread hands items over and waits; ordering, failures and statistics stay with the actor.
+actor thread is forked) holding its own copy of the user's stage, and talks to it over a
+private pipe: the stage actor's thread sends an item and waits for the answer. Ordering,
+failures and statistics stay with the actor; the pipe keeps the round trip short (no
+executor threads in between).
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import os
 import pickle
 import signal
 import sys
+import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from ._errors import InvalidStage
 
-_installed: Any = None  # the stage inside a worker process
+_STOP_TIMEOUT = 10.0  # seconds a worker process gets to clean up before it is killed
 
 
 def check_picklable(what: str, value: object) -> bytes:
@@ -35,15 +38,52 @@ def check_picklable(what: str, value: object) -> bytes:
         ) from exc
 
 
-def _install(payload: bytes, is_factory: bool) -> None:
-    """Worker process start-up: die with the parent, build the stage, set it up."""
-    global _installed
+class WorkerError(Exception):
+    """An exception raised inside a worker process that could not be sent back as is."""
+
+
+class WorkerDied(RuntimeError):
+    """The worker process ended without answering (crashed, killed, or failed to start)."""
+
+
+def _serve(connection: Connection, payload: bytes, is_factory: bool) -> None:
+    """The worker process: build and set up the stage, then answer calls until told to stop."""
     _die_with_parent()
-    stage = pickle.loads(payload)
-    _installed = stage() if is_factory else stage
-    setup = getattr(_installed, "setup", None)
-    if callable(setup):
-        setup()
+    try:
+        stage = pickle.loads(payload)
+        stage = stage() if is_factory else stage
+        setup = getattr(stage, "setup", None)
+        if callable(setup):
+            setup()
+    except BaseException as exc:  # reported to the parent, which raises it from setup()
+        _answer(connection, False, exc)
+        return
+    _answer(connection, True, os.getpid())
+    while True:
+        try:
+            command, data = connection.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if command == "stop":
+            return
+        try:
+            if command == "call":
+                _answer(connection, True, stage(data))
+            else:  # "cleanup"
+                cleanup = getattr(stage, "cleanup", None)
+                _answer(connection, True, cleanup() if callable(cleanup) else None)
+        except Exception as exc:
+            _answer(connection, False, exc)
+
+
+def _answer(connection: Connection, ok: bool, value: Any) -> None:
+    try:
+        connection.send((ok, value))
+    except Exception as exc:  # the result or the exception itself would not pickle
+        detail = "".join(traceback.format_exception_only(type(value), value)).strip()
+        if ok:
+            detail = f"the stage's output cannot be sent back: {exc!r}"
+        connection.send((False, WorkerError(detail)))
 
 
 def _die_with_parent() -> None:
@@ -60,20 +100,6 @@ def _die_with_parent() -> None:
             os._exit(0)
 
 
-def _call_installed(data: Any) -> Any:
-    return _installed(data)
-
-
-def _cleanup_installed() -> None:
-    cleanup = getattr(_installed, "cleanup", None)
-    if callable(cleanup):
-        cleanup()
-
-
-def _ping() -> int:
-    return os.getpid()
-
-
 class ProcessStage:
     """A stage that forwards each item to its own worker process and waits for the result."""
 
@@ -81,7 +107,8 @@ class ProcessStage:
         self.name = name
         self._payload = payload
         self._is_factory = is_factory
-        self._executor: ProcessPoolExecutor | None = None
+        self._process: BaseProcess | None = None
+        self._connection: Connection | None = None
         self.pid: int | None = None
 
     @classmethod
@@ -94,34 +121,67 @@ class ProcessStage:
 
     def setup(self) -> None:
         """Start the worker process and wait until the stage is set up inside it."""
-        self._executor = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_install,
-            initargs=(self._payload, self._is_factory),
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=_serve,
+            args=(theirs, self._payload, self._is_factory),
+            name=f"pystream-{self.name}",
+            daemon=False,  # a stage may start processes of its own; cleanup() ends this one
         )
+        process.start()
+        theirs.close()
+        self._process, self._connection = process, ours
         try:
-            self.pid = self._executor.submit(_ping).result()
-        except BrokenProcessPool as exc:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+            self.pid = self._request(None)
+        except WorkerDied as exc:
+            self._end(kill=True)
             raise RuntimeError(
                 f"the worker process of stage {self.name!r} died while starting. Worker "
                 "processes are spawned and import your main script: start the pipeline under "
                 "`if __name__ == '__main__':`, and keep the stage importable by name"
             ) from exc
+        except BaseException:
+            self._end(kill=True)
+            raise
 
     def __call__(self, data: Any) -> Any:
-        if self._executor is None:
+        return self._request(("call", data))
+
+    def _request(self, message: tuple[str, Any] | None) -> Any:
+        """Send ``message`` (None: just read the start-up answer) and return the reply."""
+        connection = self._connection
+        if connection is None:
             raise RuntimeError(f"process stage {self.name!r} used before setup()")
-        return self._executor.submit(_call_installed, data).result()
+        try:
+            if message is not None:
+                connection.send(message)
+            ok, value = connection.recv()
+        except (EOFError, OSError) as exc:
+            raise WorkerDied(f"the worker process of stage {self.name!r} died") from exc
+        if not ok:
+            raise value
+        return value
 
     def cleanup(self) -> None:
         """Run the stage's cleanup in its process, then end the process."""
-        executor, self._executor = self._executor, None
-        if executor is None:
+        if self._connection is None:
             return
         try:
-            executor.submit(_cleanup_installed).result()
+            self._request(("cleanup", None))
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+            self._end(kill=False)
+
+    def _end(self, kill: bool) -> None:
+        process, connection = self._process, self._connection
+        self._process = self._connection = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                if not kill:
+                    connection.send(("stop", None))
+            connection.close()
+        if process is not None:
+            process.join(0 if kill else _STOP_TIMEOUT)
+            if process.is_alive():
+                process.kill()
+                process.join(_STOP_TIMEOUT)
