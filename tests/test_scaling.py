@@ -234,3 +234,25 @@ def test_a_saturated_pool_is_named_the_bottleneck() -> None:
     assert stats.bottleneck == "Pool"
     assert stats.stage("Pool").utilization > stats.stage("Fast").utilization
     assert stats.stage("Pool").utilization > 0.5
+
+
+def test_a_killed_worker_process_fails_its_item_and_is_restarted() -> None:
+    """A worker process that dies mid-run is a StageError; "restart" brings a new process."""
+    import signal
+
+    pipeline = ps.Pipeline()
+    pipeline.add(
+        process_stages.tag_with_pid,
+        "Tag",
+        executor="process",
+        on_error="restart",
+        restart_backoff=(0.0, 0.0),
+    )
+    with pipeline.parallelize():
+        _, first_pid = pipeline.handle.ask(1, timeout=60)
+        os.kill(first_pid, signal.SIGKILL)
+        with pytest.raises(ps.StageError, match="died"):
+            pipeline.handle.ask(2, timeout=60)
+        number, second_pid = pipeline.handle.ask(3, timeout=60)
+    assert number == 3 and second_pid != first_pid
+    assert _is_zombie_or_gone(second_pid)
