@@ -15,7 +15,17 @@ import pykka
 
 from ._errors import ItemDropped, PipelineTerminated, StageError
 from ._latest import LatestResult
-from ._messages import Abort, Drain, FailureNotice, Handover, Item, Link, Ready, Relink
+from ._messages import (
+    Abort,
+    Drain,
+    FailureNotice,
+    Handover,
+    Item,
+    Link,
+    Ready,
+    Relink,
+    tell_quietly,
+)
 from ._result_stream import ResultStream
 from ._statistics import PipelineCounters
 from ._window import InFlightWindow
@@ -73,10 +83,7 @@ class CoordinatorActor(pykka.ThreadingActor):
                 self._finish(message)
         elif isinstance(message, Relink):
             self._first = message.successor
-            try:
-                message.predecessor.tell(Handover(message.successor))
-            except pykka.ActorDeadError:
-                logger.warning("the replaced first stage had already stopped")
+            tell_quietly(message.predecessor, Handover(message.successor))
         elif isinstance(message, Link):
             self._first = message.first
         elif isinstance(message, Drain):
@@ -107,9 +114,7 @@ class CoordinatorActor(pykka.ThreadingActor):
     def _dispatch(self, item: Item) -> None:
         assert self._first is not None, "coordinator used before Link"
         item.sent_at = time.perf_counter()
-        try:
-            self._first.tell(item)
-        except pykka.ActorDeadError:
+        if not tell_quietly(self._first, item):
             item.drop("the first stage was stopped")
             self._finish(item)
 

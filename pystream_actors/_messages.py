@@ -7,12 +7,15 @@ to the coordinator exactly once and in order, carrying its outcome.
 
 from __future__ import annotations
 
+import logging
 import math
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
+
+logger = logging.getLogger("pystream_actors")
 
 DROPPED_ON_FULL = "on_full='drop_oldest': a newer item took its place"
 
@@ -33,7 +36,6 @@ class Item:
         "pool_seq",
         "sent_at",
         "seq",
-        "started",
         "submitted_at",
     )
 
@@ -42,19 +44,15 @@ class Item:
         data: Any,
         future: Future[Any] | None,
         now: float,
-        max_age: float | None = None,
     ) -> None:
         self.seq = -1  # numbered by the coordinator, in admission order
         self.data = data
         self.future = future
-        self.submitted_at = now
-        self.sent_at = now
-        self.expires_at = math.inf if max_age is None else now + max_age
+        self.stamp(now, None)
         self.error: BaseException | None = None
         self.dropped: str | None = None
         self.holds_slot = False
-        self.started = False
-        self.hops = 0  # stages that started the item
+        self.hops = 0  # stages that started the item (0: the first stage has not yet)
         self.pool_seq = -1  # numbered by a worker pool, to put outputs back in order
         self.claim: list[int] | None = None
         self.failure_action: FailureNotice | None = None
@@ -82,7 +80,6 @@ class Item:
         if now > self.expires_at:
             self.drop("older than max_age when a stage was about to start it")
             return False
-        self.started = True
         self.hops += 1
         return True
 
@@ -102,11 +99,31 @@ class Item:
         if self.claim is not None:
             self.claim.append(1)
 
+    @property
+    def started(self) -> bool:
+        """True once the first stage has started the item."""
+        return self.hops > 0
+
     def drop(self, reason: str) -> None:
         """Mark the item dropped and free its payload at once."""
         if self.dropped is None and self.error is None:
             self.dropped = reason
             self.data = None
+
+
+def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> bool:
+    """Tell ``ref``; False (and nothing raised) if its actor has stopped.
+
+    An actor must not raise from ``on_receive`` (pykka would stop it), and a receiver
+    that stopped means the pipeline is being torn down or the receiver was replaced:
+    the coordinator fails whatever is still pending itself.
+    """
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        logger.debug("%r not delivered: its receiver stopped", message)
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,10 @@ from ._errors import InvalidStageName, PipelineTerminated, PipelineUndefined
 from ._handle import PipelineHandle
 from ._loop import InputLoop
 from ._policy import FailurePolicy, OnError
-from ._process_stage import ProcessStage
 from ._profiles import Profiles, get_profiler_db_folder, profiles_from
 from ._runtime import FlowSettings, Runtime
 from ._scaling import Executor, Scaling
-from ._stage import Stage, StageCallable, StageSlot, check_stage_name, resolve_stage
+from ._stage import Stage, StageCallable, StageSlot, check_stage_name
 from ._statistics import PipelineStatistics
 from ._window import OnFull
 
@@ -109,15 +108,11 @@ class Pipeline:
             raise InvalidStageName(
                 f"a stage named {name!r} is already in this pipeline; pass a unique name to add()"
             )
-        instance, factory = resolve_stage(name, stage, factory)
         policy = FailurePolicy(on_error, retries, restart_backoff, max_restarts, restart_window)
         scaling = Scaling(workers, ordered, executor, thread_safe)
-        if executor == "process":
-            factory = ProcessStage.factory_for(name, instance, factory)
-            instance = factory()
-        slot = StageSlot(name, instance, factory, policy, scaling)
-        slot.check_workers_can_share()
+        slot = StageSlot.build(name, stage, factory, policy, scaling)
         self._slots.append(slot)
+        instance = slot.stage
         if isinstance(instance, Stage) or hasattr(instance, "name"):
             try:
                 instance.name = name

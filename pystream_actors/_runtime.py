@@ -72,7 +72,6 @@ class Runtime:
         self.terminated: str | None = None
         self.pickles_inputs = bool(slots) and slots[0].scaling.executor == "process"
         self._stopped = False
-        self._supervisor: Supervisor | None = None
         outlets = Outlets(
             self.latest,
             self.stream,
@@ -82,27 +81,19 @@ class Runtime:
         )
         self.coordinator = CoordinatorActor.start(mode, self.window, outlets, self.counters)
         self._coordinator_thread: threading.Thread | None = None
-        records: list[StageRecord] = []
+        records: list[StageRecord] = []  # filled last stage first; the supervisor shares it
+        self.supervisor = Supervisor(records, self.coordinator, self.terminate)
         try:
             downstream: pykka.ActorRef[Any] = self.coordinator
             for slot in reversed(slots):
                 counters = counters_for(slot, timed)
                 downstream = spawn_stage(slot, downstream, counters)
                 records.insert(0, StageRecord(slot, downstream, None, counters))
-            self._supervisor = Supervisor(records, self.coordinator, self.terminate)
             self._await_ready(records)
             self.coordinator.ask(Link(records[0].ref))
         except BaseException:
-            self._supervisor = self._supervisor or Supervisor(
-                records, self.coordinator, self.terminate
-            )
             self.stop(drain=False)
             raise
-
-    @property
-    def supervisor(self) -> Supervisor:
-        assert self._supervisor is not None
-        return self._supervisor
 
     @property
     def records(self) -> list[StageRecord]:

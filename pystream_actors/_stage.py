@@ -97,6 +97,25 @@ class StageSlot:
         self._lock = threading.Lock()
         self._is_set_up = False
 
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        stage: object,
+        factory: Callable[[], StageCallable] | None,
+        policy: FailurePolicy,
+        scaling: Scaling,
+    ) -> StageSlot:
+        """The slot for what the user gave (an instance, a Stage class or a factory),
+        wrapped for a worker process when ``scaling`` asks for one, and checked."""
+        instance, factory = resolve_stage(name, stage, factory)
+        if scaling.executor == "process":
+            factory = ProcessStage.factory_for(name, instance, factory)
+            instance = factory()
+        slot = cls(name, instance, factory, policy, scaling)
+        slot.check_workers_can_share()
+        return slot
+
     def renewed(self) -> StageSlot:
         """The slot for a restart: a fresh instance from the factory, else this same slot."""
         if self.factory is None:
@@ -109,13 +128,7 @@ class StageSlot:
         factory: Callable[[], StageCallable] | None = None,
     ) -> StageSlot:
         """A slot running ``stage`` (an instance or Stage class) or ``factory``'s products."""
-        instance, factory = resolve_stage(self.name, stage, factory)
-        if self.scaling.executor == "process":
-            factory = ProcessStage.factory_for(self.name, instance, factory)
-            instance = factory()
-        slot = StageSlot(self.name, instance, factory, self.policy, self.scaling)
-        slot.check_workers_can_share()
-        return slot
+        return StageSlot.build(self.name, stage, factory, self.policy, self.scaling)
 
     def worker_slot(self) -> StageSlot:
         """The slot of one worker of a pooled stage: its own instance, or the shared one."""

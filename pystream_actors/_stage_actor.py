@@ -10,7 +10,17 @@ from typing import Any
 import pykka
 
 from ._errors import StageError
-from ._messages import FailureNotice, Handover, Item, Pause, Ready, Relink, Resume, Retire
+from ._messages import (
+    FailureNotice,
+    Handover,
+    Item,
+    Pause,
+    Ready,
+    Relink,
+    Resume,
+    Retire,
+    tell_quietly,
+)
 from ._stage import StageSlot
 from ._statistics import StageCounters
 
@@ -75,7 +85,7 @@ class StageActor(pykka.ThreadingActor):
             return threading.current_thread(), self._setup_error
         elif isinstance(message, Relink):
             self._downstream = message.successor
-            self._tell(message.predecessor, Handover(message.successor))
+            tell_quietly(message.predecessor, Handover(message.successor))
         elif isinstance(message, Handover):
             self._hand_over(message.successor)
         elif isinstance(message, Resume):
@@ -100,22 +110,22 @@ class StageActor(pykka.ThreadingActor):
                 item.sent_at = ended
             elif started > item.expires_at:
                 self._counters.dropped += 1
-        self._tell(self._downstream, item)
+        tell_quietly(self._downstream, item)
 
     def _run(self, item: Item) -> bool:
         """Run the stage on the item (with retries); on failure apply the policy."""
         if self._setup_error is not None:
             return self._fail(item, self._setup_error)
-        attempts = self._policy.retries + 1
-        for attempt in range(attempts):
+        retries_left = self._policy.retries
+        while True:
             try:
                 item.data = self._call(item.data)
                 return True
             except Exception as exc:
-                if attempt + 1 == attempts:
+                if not retries_left:
                     return self._fail(item, exc)
+                retries_left -= 1
                 logger.debug("stage %r: retrying item #%d after %r", self._name, item.seq, exc)
-        return False  # unreachable: the loop returns
 
     def _fail(self, item: Item, exc: BaseException) -> bool:
         item.error = StageError(self._name, item.seq, exc, item.data)
@@ -137,7 +147,7 @@ class StageActor(pykka.ThreadingActor):
         """Every item sent before the relink is processed or held: pass the rest on and stop."""
         held, self._held = tuple(self._held or ()), None
         self._clean_up()
-        self._tell(successor, Resume(held))
+        tell_quietly(successor, Resume(held))
         self.stop()
 
     def _resume(self, inherited: tuple[Item, ...]) -> None:
@@ -156,10 +166,3 @@ class StageActor(pykka.ThreadingActor):
             self._slot.cleanup()
         except Exception as exc:
             logger.error("stage %r: cleanup() raised", self._name, exc_info=exc)
-
-    def _tell(self, ref: pykka.ActorRef[Any], message: Any) -> None:
-        try:
-            ref.tell(message)
-        except pykka.ActorDeadError:
-            # The pipeline is being torn down; the coordinator fails pending items itself.
-            logger.debug("stage %r: %r not delivered, its receiver stopped", self._name, message)

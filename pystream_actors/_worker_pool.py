@@ -15,7 +15,17 @@ from typing import Any, cast
 
 import pykka
 
-from ._messages import Handover, Item, Pause, Ready, Relink, ReplaceWorker, Resume, Retire
+from ._messages import (
+    Handover,
+    Item,
+    Pause,
+    Ready,
+    Relink,
+    ReplaceWorker,
+    Resume,
+    Retire,
+    tell_quietly,
+)
 from ._stage import StageSlot
 from ._stage_actor import StageActor
 from ._statistics import PoolCounters, StageCounters
@@ -92,7 +102,7 @@ class WorkerPoolActor(pykka.ThreadingActor):
             return threading.current_thread(), self._setup_error
         elif isinstance(message, Relink):
             self._downstream = message.successor
-            self._tell(message.predecessor, Handover(message.successor))
+            tell_quietly(message.predecessor, Handover(message.successor))
         elif isinstance(message, Handover):
             self._successor = message.successor
             self._hand_over_when_idle()
@@ -115,17 +125,17 @@ class WorkerPoolActor(pykka.ThreadingActor):
         self._next_in += 1
         self._in_work[item.pool_seq] = (item, worker)
         self._load[worker] += 1
-        self._tell(self._workers[worker], item)
+        tell_quietly(self._workers[worker], item)
 
     def _returned(self, item: Item) -> None:
         _, worker = self._in_work.pop(item.pool_seq)
         self._load[worker] -= 1
         if not self._ordered:
-            self._tell(self._downstream, item)
+            tell_quietly(self._downstream, item)
         else:
             self._finished[item.pool_seq] = item
             while self._next_out in self._finished:
-                self._tell(self._downstream, self._finished.pop(self._next_out))
+                tell_quietly(self._downstream, self._finished.pop(self._next_out))
                 self._next_out += 1
         if self._successor is not None:
             self._hand_over_when_idle()
@@ -136,7 +146,7 @@ class WorkerPoolActor(pykka.ThreadingActor):
             return
         held, self._held = tuple(self._held or ()), None
         self._retire_workers()
-        self._tell(self._successor, Resume(held))
+        tell_quietly(self._successor, Resume(held))
         self._successor = None
         self.stop()
 
@@ -160,11 +170,11 @@ class WorkerPoolActor(pykka.ThreadingActor):
         thread, _ = _ready(new)
         self._threads.append(thread)
         self._workers[index] = new
-        self._tell(old, Handover(new))
+        tell_quietly(old, Handover(new))
 
     def _retire_workers(self) -> None:
         for ref in self._workers:
-            self._tell(ref, Retire())
+            tell_quietly(ref, Retire())
         try:
             self._slot.cleanup()  # the shared instance, if the pool set it up
         except Exception as exc:
@@ -180,12 +190,6 @@ class WorkerPoolActor(pykka.ThreadingActor):
             thread.join(_WORKER_STOP_TIMEOUT)
             if thread.is_alive():
                 logger.warning("%s did not stop in time; it is left running", thread.name)
-
-    def _tell(self, ref: pykka.ActorRef[Any], message: Any) -> None:
-        try:
-            ref.tell(message)
-        except pykka.ActorDeadError:
-            logger.debug("pool %r: %r not delivered, its receiver stopped", self._name, message)
 
 
 def counters_for(slot: StageSlot, timed: bool = True) -> StageCounters:
