@@ -27,6 +27,7 @@ import pytest
 
 import pystream_actors as ps
 from pystream_actors import cli
+from pystream_actors.cli import _scripts as cli_scripts
 from pystream_actors.exporters import (
     PrometheusCollector,
     serve_metrics,
@@ -258,6 +259,16 @@ def test_bad_targets_are_reported_without_a_traceback(
 # -- run -------------------------------------------------------------------------------------
 
 
+def test_run_refuses_a_pipeline_without_an_input_generator(
+    nested_app: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run`` feeds through the pipeline's own input loop, so it needs an input generator."""
+    assert cli.main(["run", f"{nested_app}:build", "--duration", "0.2", "--plain"]) == 2
+    err = capsys.readouterr().err
+    assert "Pipeline(input_generator=...)" in err
+    assert "Traceback" not in err
+
+
 def _final_section(out: str) -> list[str]:
     """The lines of the last table, printed after the pipeline stopped."""
     assert "[final]" in out, out
@@ -431,7 +442,7 @@ def test_demo_and_bench_explain_when_the_source_tree_is_absent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Installed without the repository, both commands say where the scripts live."""
-    monkeypatch.setattr(cli, "SOURCE_ROOT", tmp_path)
+    monkeypatch.setattr(cli_scripts, "SOURCE_ROOT", tmp_path)
     assert cli.main(["demo"]) == 1
     assert "source tree" in capsys.readouterr().err
     assert cli.main(["bench"]) == 1
@@ -445,7 +456,7 @@ def test_demo_runs_the_examples_main_with_the_frame_count(
     (tmp_path / "examples").mkdir()
     script = "def main(argv):\n    print('demo got', argv)\n    return 7\n"
     (tmp_path / "examples" / "demo_pipeline.py").write_text(script, encoding="utf-8")
-    monkeypatch.setattr(cli, "SOURCE_ROOT", tmp_path)
+    monkeypatch.setattr(cli_scripts, "SOURCE_ROOT", tmp_path)
     assert cli.main(["demo", "--frames", "3"]) == 7
     assert "demo got ['--frames', '3']" in capsys.readouterr().out
 
@@ -459,7 +470,7 @@ def test_bench_runs_every_script_with_the_arguments_and_reports_failure(
     script = "import sys\nprint('{name}', sys.argv[1:])\nsys.exit({code})\n"
     (folder / "a_ok.py").write_text(script.format(name="a_ok", code=0), encoding="utf-8")
     (folder / "b_fails.py").write_text(script.format(name="b_fails", code=3), encoding="utf-8")
-    monkeypatch.setattr(cli, "SOURCE_ROOT", tmp_path)
+    monkeypatch.setattr(cli_scripts, "SOURCE_ROOT", tmp_path)
     assert cli.main(["bench", "--", "--check", "--items", "5"]) == 3
     out = capfd.readouterr().out
     assert "a_ok ['--check', '--items', '5']" in out
