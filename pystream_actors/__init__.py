@@ -6,16 +6,21 @@ Change ``import pystream`` to ``import pystream_actors as pystream`` (or the mat
 
 from __future__ import annotations
 
-import atexit
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
-from . import functional
+from . import (
+    _lifecycle,  # noqa: F401 - registers the stop of running pipelines at exit
+    functional,
+)
 from ._errors import (
+    InvalidArgument,
     InvalidItem,
     InvalidStage,
     InvalidStageName,
+    InvalidState,
     ItemDropped,
+    OutputTimeout,
     PipelineFull,
     PipelineInitiationError,
     PipelineNotFound,
@@ -25,13 +30,18 @@ from ._errors import (
     PyStreamError,
     StageBusy,
     StageError,
+    StageNotFound,
 )
-from ._handle import PipelineHandle
-from ._pipeline import Pipeline, PipelineStage, cleanup_live_pipelines
+from ._handle import PipelineHandle, PipelineState
+from ._pipeline import Pipeline, PipelineStage
+from ._policy import OnError
 from ._profiles import get_profiler_db_folder, set_profiler_db_folder
 from ._registry import get_handle
+from ._scaling import Executor
 from ._stage import MAIN_PIPELINE_NAME, Stage
 from ._statistics import Percentiles, PipelineStatistics, StageStatistics
+from ._supervisor import StageState, StageStatus
+from ._window import OnFull
 
 try:
     __version__ = version("pystream-actors")
@@ -42,14 +52,18 @@ logger = logging.getLogger("pystream_actors")
 """The package logger; the library attaches only a ``NullHandler``."""
 logger.addHandler(logging.NullHandler())
 
-atexit.register(cleanup_live_pipelines)
-
 __all__ = [
     "MAIN_PIPELINE_NAME",
+    "Executor",
+    "InvalidArgument",
     "InvalidItem",
     "InvalidStage",
     "InvalidStageName",
+    "InvalidState",
     "ItemDropped",
+    "OnError",
+    "OnFull",
+    "OutputTimeout",
     "Percentiles",
     "Pipeline",
     "PipelineFull",
@@ -57,6 +71,7 @@ __all__ = [
     "PipelineInitiationError",
     "PipelineNotFound",
     "PipelineStage",
+    "PipelineState",
     "PipelineStatistics",
     "PipelineTerminated",
     "PipelineUndefined",
@@ -65,7 +80,10 @@ __all__ = [
     "Stage",
     "StageBusy",
     "StageError",
+    "StageNotFound",
+    "StageState",
     "StageStatistics",
+    "StageStatus",
     "__version__",
     "functional",
     "get_handle",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
@@ -13,20 +12,18 @@ from typing import Any
 
 import pykka
 
+from ._actors import ActorGroup, PipelineActor
 from ._errors import ItemDropped, PipelineTerminated, StageError
-from ._latest import LatestResult
+from ._handover import relink
 from ._messages import (
     Abort,
     Drain,
     FailureNotice,
-    Handover,
     Item,
     Link,
-    Ready,
     Relink,
-    tell_quietly,
 )
-from ._result_stream import ResultStream
+from ._outputs import Outputs
 from ._statistics import PipelineCounters
 from ._window import InFlightWindow
 
@@ -34,36 +31,40 @@ logger = logging.getLogger("pystream_actors")
 
 SERIAL = "serial"
 PARALLEL = "parallel"
+STOPPED_REASON = "the pipeline was stopped before the item finished"
 
 
 @dataclass(frozen=True)
 class Outlets:
-    """Where the coordinator delivers outcomes besides each item's future."""
+    """Where the coordinator delivers outcomes and news besides each item's future."""
 
-    latest: LatestResult
-    results: ResultStream
-    dead_letters: ResultStream
+    outputs: Outputs
     on_error: list[Callable[[StageError], object]]
     on_failure_notice: Callable[[FailureNotice], None]
 
 
-class CoordinatorActor(pykka.ThreadingActor):
+class CoordinatorActor(PipelineActor):
     """Dispatches admitted items to the first stage and resolves each finished one.
 
     Serial mode is lock-step: the next item goes to the first stage only after the
-    previous one left the last stage. Parallel mode sends items on as they come, so every
-    stage works at once; the in-flight window bounds how many are inside.
+    previous one was settled. Parallel mode sends items on as they come, so every stage
+    works at once; the in-flight window bounds how many are inside. Every accepted item
+    is in ``_in_flight`` until settled, so a stop or a crash can settle all of them.
     """
 
-    use_daemon_thread = True
-
     def __init__(
-        self, mode: str, window: InFlightWindow, outlets: Outlets, counters: PipelineCounters
+        self,
+        group: ActorGroup,
+        mode: str,
+        window: InFlightWindow,
+        outlets: Outlets,
+        counters: PipelineCounters,
     ) -> None:
-        super().__init__()
+        super().__init__(group, "CoordinatorActor")
         self._lock_step = mode == SERIAL
         self._window = window
         self._outlets = outlets
+        self._outputs = outlets.outputs
         self._counters = counters
         self._first: pykka.ActorRef[Any] | None = None
         self._next_seq = 0
@@ -72,18 +73,14 @@ class CoordinatorActor(pykka.ThreadingActor):
         self._drained: list[Future[None]] = []
         self._terminated: str | None = None
 
-    def on_start(self) -> None:
-        threading.current_thread().name = "CoordinatorActor"
-
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
         if type(message) is Item:
             if message.seq < 0:  # not numbered yet: a new item from the handle
                 self._admit(message)
             else:
                 self._finish(message)
         elif isinstance(message, Relink):
-            self._first = message.successor
-            tell_quietly(message.predecessor, Handover(message.successor))
+            self._first = relink(message)
         elif isinstance(message, Link):
             self._first = message.first
         elif isinstance(message, Drain):
@@ -92,8 +89,6 @@ class CoordinatorActor(pykka.ThreadingActor):
         elif isinstance(message, Abort):
             self._terminated = message.reason
             self._abort(message.reason)
-        elif isinstance(message, Ready):
-            return threading.current_thread(), None
         else:
             logger.warning("coordinator ignored an unexpected message %r", message)
         return None
@@ -114,13 +109,15 @@ class CoordinatorActor(pykka.ThreadingActor):
     def _dispatch(self, item: Item) -> None:
         assert self._first is not None, "coordinator used before Link"
         item.sent_at = time.perf_counter()
-        if not tell_quietly(self._first, item):
-            item.drop("the first stage was stopped")
+        try:
+            self._first.tell(item)
+        except pykka.ActorDeadError:
+            item.drop("the first stage's actor had stopped")
             self._finish(item)
 
     def _finish(self, item: Item) -> None:
         if self._in_flight.pop(item.seq, None) is None:
-            return  # already failed by an abort
+            return  # already settled by an abort
         item.try_claim()  # from here on the window cannot drop it
         now = time.perf_counter()
         error = item.error
@@ -136,9 +133,7 @@ class CoordinatorActor(pykka.ThreadingActor):
             _settle(item.future, error=ItemDropped(item.seq, item.dropped))
         else:
             self._counters.record_done(item.submitted_at, now, "ok")
-            self._outlets.latest.put(item.data)
-            if self._outlets.results.subscribed:
-                self._outlets.results.put(item.data)
+            self._outputs.publish(item.data)
             _settle(item.future, value=item.data)
         self._window.finish(item)
         if self._waiting:
@@ -147,12 +142,11 @@ class CoordinatorActor(pykka.ThreadingActor):
             self._resolve_drained_if_idle()
 
     def _deliver_dead_letter(self, error: StageError) -> None:
-        if self._outlets.dead_letters.subscribed:
-            self._outlets.dead_letters.put(error)
+        self._outputs.dead_letters.publish(error)
         for callback in self._outlets.on_error:
             try:
                 callback(error)
-            except Exception:
+            except BaseException:
                 logger.exception("an on_error callback raised; it is skipped for this item")
 
     def _abort(self, reason: str) -> None:
@@ -176,14 +170,22 @@ class CoordinatorActor(pykka.ThreadingActor):
             _settle(done, value=None)
         self._drained.clear()
 
+    def crashed(self, exc: BaseException) -> None:
+        self._abort(f"the pipeline's coordinator crashed ({type(exc).__name__})")
+
     def on_stop(self) -> None:
-        self._abort("the pipeline was stopped before the item finished")
+        super().on_stop()
+        self._abort(STOPPED_REASON)
 
 
 def _settle(
     future: Future[Any] | None, value: Any = None, error: BaseException | None = None
 ) -> None:
-    """Resolve ``future`` unless the caller already cancelled it."""
+    """Resolve ``future`` unless the caller already cancelled it.
+
+    Resolving runs the caller's done-callbacks on this thread: whatever they raise is
+    logged, never allowed to stop the coordinator.
+    """
     if future is None:
         return
     try:
@@ -193,3 +195,5 @@ def _settle(
             future.set_result(value)
     except InvalidStateError:
         pass
+    except BaseException:
+        logger.exception("a done-callback of an item's future raised")

@@ -3,19 +3,25 @@
     PyStreamError
     ├── PipelineUndefined        no mode chosen yet, or the pipeline was cleaned up
     ├── PipelineTerminated       the pipeline (or a stage it needs) was stopped
-    ├── PipelineInitiationError  the pipeline could not be built (a stage's setup failed)
+    ├── PipelineInitiationError  the pipeline could not be built (a stage's setup failed or hung)
     ├── PipelineFull             the in-flight window is full and the policy refused the item
     ├── PipelineNotFound         no running pipeline has the requested name (also a LookupError)
-    ├── InvalidStage             something given to ``add`` is not a usable stage (also a TypeError)
-    ├── InvalidItem              an item cannot be accepted, e.g. unpicklable for a process stage
-    ├── InvalidStageName         a stage name breaks the naming rules (also a ValueError)
-    ├── ProfilingError           profiles were asked for in a way that cannot work (also a ValueError)
-    ├── StageBusy                a control call found the stage still handing over from a busy actor
+    ├── StageNotFound            no stage of this pipeline has the requested name (also a LookupError)
+    ├── InvalidArgument          an argument has the wrong type or value (also ValueError, TypeError)
+    │   ├── InvalidStage         something given to ``add`` is not a usable stage
+    │   ├── InvalidItem          an item cannot be accepted, e.g. unpicklable for a process stage
+    │   ├── InvalidStageName     a stage name breaks the naming rules
+    │   └── ProfilingError       the profile folder cannot be used
+    ├── InvalidState             the call does not fit the pipeline's state (also a RuntimeError)
+    ├── StageBusy                too many hand-overs are already queued behind a busy stage call
+    ├── OutputTimeout            ``ask`` got no output in time (also a TimeoutError)
     ├── StageError               a stage raised on an item; the original exception is chained
     └── ItemDropped              an accepted item was dropped by a policy, a deadline or a stop
 
-PyStream's error names are kept, so ``except PipelineUndefined`` keeps working after the
-import changes.
+Every error the library raises is one of these. PyStream's error names are kept, so
+``except PipelineUndefined`` keeps working after the import changes; the builtin bases
+(``ValueError``, ``TypeError``, ``LookupError``, ``RuntimeError``, ``TimeoutError``) keep generic handlers
+working too.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ class PipelineTerminated(PyStreamError):
 
 
 class PipelineInitiationError(PyStreamError):
-    """The pipeline could not be built, for example because a stage's ``setup()`` raised."""
+    """The pipeline could not be built: a stage's ``setup()`` raised or did not finish in time."""
 
 
 class PipelineFull(PyStreamError):
@@ -45,25 +51,50 @@ class PipelineNotFound(PyStreamError, LookupError):
     """No running pipeline is registered under the requested name."""
 
 
-class InvalidStage(PyStreamError, TypeError):
+class StageNotFound(PyStreamError, LookupError):
+    """No stage of the pipeline has the requested name."""
+
+
+class InvalidArgument(PyStreamError, ValueError, TypeError):
+    """An argument has the wrong type or value; the message names it and says what fits."""
+
+
+class InvalidStage(InvalidArgument):
     """Something given to ``Pipeline.add`` cannot be used as a stage."""
 
 
-class InvalidItem(PyStreamError, TypeError):
+class InvalidItem(InvalidArgument):
     """An item cannot be accepted as given, e.g. it cannot be pickled for a process stage."""
 
 
-class InvalidStageName(PyStreamError, ValueError):
+class InvalidStageName(InvalidArgument):
     """A stage name breaks the naming rules (no ``-``, no ``__``, no leading/trailing ``_``)."""
 
 
-class ProfilingError(PyStreamError, ValueError):
-    """Profiles were requested in a way that cannot work."""
+class ProfilingError(InvalidArgument):
+    """The profile folder cannot be used (not a path, or a file is in the way)."""
+
+
+class InvalidState(PyStreamError, RuntimeError):
+    """The call does not fit the pipeline's current state, e.g. ``add()`` while running."""
 
 
 class StageBusy(PyStreamError):
-    """A runtime-control call found the stage still handing over from an actor that is
-    busy in a stage call; retry once that call has returned."""
+    """Too many runtime-control calls are already queued behind a stage call that has not
+    returned; retry once that call returns."""
+
+
+class OutputTimeout(PyStreamError, TimeoutError):
+    """``ask`` got no output within its timeout; the item itself goes on and still settles."""
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for any exception, even one whose ``__str__`` raises."""
+    try:
+        text = str(exc)
+    except BaseException:  # a user exception must never break our error path
+        text = "<str() of the exception raised>"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class StageError(PyStreamError):
@@ -71,15 +102,14 @@ class StageError(PyStreamError):
 
     ``stage`` names the stage, ``item_index`` is the item's position in input order
     (0-based), ``data`` is what the stage was given, and ``__cause__`` is the exception
-    the stage raised.
+    the stage raised (any ``BaseException``, ``SystemExit`` and ``KeyboardInterrupt``
+    included: they fail the item, never the pipeline).
     """
 
     def __init__(
         self, stage: str, item_index: int, cause: BaseException, data: object = None
     ) -> None:
-        super().__init__(
-            f"stage {stage!r} failed on item #{item_index}: {type(cause).__name__}: {cause}"
-        )
+        super().__init__(f"stage {stage!r} failed on item #{item_index}: {describe(cause)}")
         self.stage = stage
         self.item_index = item_index
         self.data = data

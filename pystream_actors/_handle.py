@@ -1,4 +1,9 @@
-"""The thread-safe handle: the one door through which items enter a running pipeline."""
+"""The thread-safe handle: the one door through which items enter a running pipeline.
+
+The handle also owns the pipeline's life: whichever stop a user calls (``handle.stop``,
+``Pipeline.cleanup``, leaving a ``with`` block, interpreter exit) ends here and stops
+the input loop, the actors, the name and the readers together.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +15,133 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, Literal
 
-import pykka
-
-from ._errors import InvalidItem, PipelineFull, PipelineTerminated, PipelineUndefined, StageError
+from . import _arguments as check
+from . import _lifecycle, _registry
+from ._errors import (
+    InvalidArgument,
+    InvalidItem,
+    InvalidState,
+    OutputTimeout,
+    PipelineFull,
+    PipelineTerminated,
+    PipelineUndefined,
+    StageError,
+)
+from ._loop import InputLoop
 from ._messages import Item
+from ._outputs import Outputs
+from ._result_stream import AsyncReader, Reader
 from ._runtime import Runtime
 from ._statistics import PipelineStatistics
 from ._supervisor import CONTROL_TIMEOUT, StageStatus, Supervisor
 
-PipelineState = Literal["idle", "running", "terminated", "stopped"]
+PipelineState = Literal["idle", "running", "stopping", "terminated", "stopped"]
 
 
 class PipelineHandle:
     """Submit items and read results; safe to share between threads and with asyncio.
 
     The handle stays the same object for the pipeline's whole life, also when the
-    pipeline is rebuilt in another mode, so services can keep it.
+    pipeline is rebuilt in another mode, so services can keep it; readers of
+    ``results()``, ``dead_letters()`` and ``latest()`` keep reading across a rebuild.
     """
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name
         self._runtime: Runtime | None = None
+        self._stopping: Runtime | None = None  # a stop that was interrupted: finish it
         self._last_runtime: Runtime | None = None  # keeps final statistics after a stop
         self._rejected = 0
-        self._lock = threading.Lock()
+        self._rejected_lock = threading.Lock()
+        self._lock = threading.RLock()  # lifecycle changes, one at a time
+        self._outputs = Outputs()
+        self._loop: InputLoop | None = None
+        self._missed_ticks_before = 0
         self.error_callbacks: list[Callable[[StageError], object]] = []
+        self.on_final_stop: list[Callable[[PipelineStatistics], None]] = []
+        """Called with the last statistics when the pipeline stops for good (profiles)."""
 
-    def _attach(self, runtime: Runtime | None) -> None:
+    # -- life ---------------------------------------------------------------------------
+
+    def _start(self, build: Callable[[Outputs], Runtime]) -> None:
+        """Run a new runtime made by ``build``; a running one is drained and stopped first
+        (its stages clean up on their threads; the new ones set up on theirs)."""
         with self._lock:
-            self._runtime = runtime
-            if runtime is not None:
-                self._last_runtime = runtime
+            self._finish_interrupted_stop()
+            old, self._runtime = self._runtime, None
+            if old is not None:
+                self._stopping = old  # an interrupted rebuild is finished by the next stop
+                old.stop(drain=True)
+                self._stopping = None
+            elif self._last_runtime is not None:
+                self._outputs = Outputs()  # the last run ended its readers: start afresh
+            if self.name is not None:
+                _registry.register(self.name, self)
+            try:
+                runtime = build(self._outputs)
+            except BaseException:
+                if self.name is not None:
+                    _registry.unregister(self.name, self)
+                _lifecycle.untrack(self)
+                self._outputs.close()
+                raise
+            self._runtime = self._last_runtime = runtime
+            _lifecycle.track(self)
+
+    def stop(self, drain: bool = True, timeout: float | None = None) -> bool:
+        """Stop the pipeline for good: the input loop, every actor, the name, the readers.
+
+        With ``drain`` accepted items finish first (items held by a stopped stage are
+        dropped with a reason); what is left after ``timeout`` seconds, or everything with
+        ``drain=False``, fails with ``PipelineTerminated``. Each stage's ``cleanup()``
+        runs on its own thread. Returns True if every thread ended within ``timeout``.
+        Stopping twice is harmless; a stop interrupted (Ctrl-C) is finished by the next.
+        Called from a stage of this same pipeline, the stop runs in the background and
+        this returns False at once (a stage cannot wait for itself).
+        """
+        check.flag("drain", drain)
+        check.seconds("timeout", timeout)
+        runtime = self._runtime or self._stopping
+        if runtime is not None and runtime.group.owns_current_thread():
+            threading.Thread(
+                target=self.stop, args=(drain, timeout), name="pystream-stopper", daemon=True
+            ).start()
+            return False
+        self._stop_loop()
+        with self._lock:
+            runtime = self._runtime or self._stopping
+            self._runtime, self._stopping = None, runtime
+            if runtime is None:
+                return True
+            all_ended = runtime.stop(drain=drain, timeout=timeout)
+            self._stopping = None
+            if self.name is not None:
+                _registry.unregister(self.name, self)
+            self._outputs.close()
+            _lifecycle.untrack(self)
+        for hook in self.on_final_stop:
+            hook(runtime.statistics())
+        return all_ended
+
+    def _finish_interrupted_stop(self) -> None:
+        if self._stopping is not None:
+            self.stop()
+
+    @property
+    def state(self) -> PipelineState:
+        """``"idle"`` (never started), ``"running"``, ``"stopping"``, ``"terminated"`` (a
+        stage's failure or a dead actor stopped it; cleanup still due) or ``"stopped"``."""
+        runtime = self._runtime
+        if runtime is not None:
+            return "terminated" if runtime.terminated is not None else "running"
+        if self._stopping is not None:
+            return "stopping"
+        return "stopped" if self._last_runtime is not None else "idle"
+
+    @property
+    def is_running(self) -> bool:
+        """True while a mode is chosen and the pipeline has not been stopped."""
+        return self._runtime is not None
 
     def _running(self) -> Runtime:
         runtime = self._runtime
@@ -56,20 +157,6 @@ class PipelineHandle:
             raise PipelineTerminated(runtime.terminated)
         return runtime.supervisor
 
-    @property
-    def state(self) -> PipelineState:
-        """``"idle"`` (never started), ``"running"``, ``"terminated"`` (a stage's failure
-        stopped it; cleanup still due) or ``"stopped"``."""
-        runtime = self._runtime
-        if runtime is not None:
-            return "terminated" if runtime.terminated is not None else "running"
-        return "stopped" if self._last_runtime is not None else "idle"
-
-    @property
-    def is_running(self) -> bool:
-        """True while a mode is chosen and the pipeline has not been stopped."""
-        return self._runtime is not None
-
     # -- submitting ----------------------------------------------------------------
 
     def submit(self, data: Any, timeout: float | None = None) -> Future[Any]:
@@ -78,127 +165,156 @@ class PipelineHandle:
         When the pipeline is full the ``on_full`` policy decides: ``"block"`` waits up to
         ``timeout`` seconds (default: the pipeline's input timeout), then raises
         ``PipelineFull``; ``"reject"`` raises it at once; ``"drop_oldest"`` always accepts.
-        The future raises ``StageError`` if a stage failed on the item and ``ItemDropped``
-        if a policy dropped it.
+        Raises ``PipelineUndefined`` when not running, ``PipelineTerminated`` when stopped
+        or stopping, ``InvalidItem`` for an item a process stage cannot receive. The
+        future raises ``StageError`` if a stage failed on the item, ``ItemDropped`` if a
+        policy dropped it, ``PipelineTerminated`` if the pipeline stopped first: every
+        future returned resolves.
         """
         future: Future[Any] = Future()
-        self._enter(data, future, timeout)
+        self._enter(data, future, _checked_timeout(timeout))
         return future
 
     def ask(self, data: Any, timeout: float | None = None) -> Any:
-        """Submit ``data`` and wait for its output; ``timeout`` covers both waits together."""
+        """Submit ``data`` and wait for its output; ``timeout`` covers both waits together.
+
+        Raises what ``submit`` and its future raise, and ``OutputTimeout`` when the output
+        does not come in time (the item goes on and still settles).
+        """
+        timeout = _checked_timeout(timeout)
         if timeout is None:
             return self.submit(data).result()
         deadline = time.monotonic() + timeout
         future = self.submit(data, timeout)
-        return future.result(max(0.0, deadline - time.monotonic()))
+        try:
+            return future.result(max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            if future.done():
+                raise  # the item itself failed with a TimeoutError-like error
+            raise OutputTimeout(
+                f"no output within {timeout}s; the item is still in the pipeline"
+            ) from None
 
     def tell(self, data: Any, timeout: float | None = None) -> bool:
         """Submit ``data`` without a future; False if the pipeline refused it for lack of room."""
         try:
-            self._enter(data, None, timeout)
+            self._enter(data, None, _checked_timeout(timeout))
         except PipelineFull:
             return False
         return True
 
     async def asubmit(self, data: Any, timeout: float | None = None) -> Any:
-        """``submit`` for asyncio: waits for room and for the output without blocking the loop."""
-        future: Future[Any] = Future()
-        if not self._enter(data, future, 0.0, count_refusal=False):
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self._enter, data, future, timeout)
-        return await asyncio.wrap_future(future)
+        """``submit`` for asyncio: waits for room and for the output without blocking the loop
+        or a thread.
 
-    def _enter(
-        self,
-        data: Any,
-        future: Future[Any] | None,
-        timeout: float | None,
-        count_refusal: bool = True,
-    ) -> bool:
+        Cancelled while waiting for room, the item is withdrawn: it was never accepted.
+        Cancelled after acceptance, the item still goes through the pipeline (its output
+        reaches ``latest()`` and ``results()`` readers); only this caller stops waiting.
+        """
+        timeout = _checked_timeout(timeout)
+        runtime, item = self._prepare(data, Future())
+        wait = runtime.flow.admit_timeout if timeout is None else timeout
+        admitted = await runtime.window.admit_async(item, wait)
+        self._admitted(runtime, item, admitted, wait)
+        assert item.future is not None
+        return await asyncio.wrap_future(item.future)
+
+    def _enter(self, data: Any, future: Future[Any] | None, timeout: float | None) -> None:
+        runtime, item = self._prepare(data, future)
+        wait = runtime.flow.admit_timeout if timeout is None else timeout
+        self._admitted(runtime, item, runtime.window.admit(item, wait), wait)
+
+    def _prepare(self, data: Any, future: Future[Any] | None) -> tuple[Runtime, Item]:
         runtime = self._running()
         runtime.check_alive()
         if runtime.pickles_inputs:
             _check_item_picklable(data)
+        return runtime, Item(data, future, 0.0)
+
+    def _admitted(self, runtime: Runtime, item: Item, admitted: bool, wait: float | None) -> None:
+        """Send an admitted item on, or explain why it was refused."""
         flow = runtime.flow
-        item = Item(data, future, 0.0)
-        wait = flow.admit_timeout if timeout is None else timeout
-        admitted = runtime.window.admit(item, wait)
         item.stamp(time.perf_counter(), flow.max_age)  # age and latency count from acceptance
-        if not admitted:
-            if self._runtime is not runtime:
-                raise PipelineTerminated("the pipeline was stopped while the item waited for room")
-            if not count_refusal:
-                return False
-            with self._lock:
-                self._rejected += 1
-            how = (
-                f"no room came free within {wait}s"
-                if flow.on_full == "block"
-                else "on_full='reject'"
-            )
-            raise PipelineFull(
-                f"the pipeline is full ({flow.capacity} items in flight) and {how}; raise "
-                "the capacity, pass a longer timeout, use on_full='drop_oldest', or slow the source"
-            )
-        try:
-            runtime.submit(item)
-        except pykka.ActorDeadError:
-            runtime.window.finish(item)
-            raise PipelineTerminated(
-                "the pipeline was stopped; the item was not accepted"
-            ) from None
-        return True
+        if admitted:
+            runtime.accept(item)
+            return
+        runtime.check_alive()  # stopped or terminated while the item waited for room
+        with self._rejected_lock:
+            self._rejected += 1
+        how = f"no room came free within {wait}s" if flow.on_full == "block" else "on_full='reject'"
+        raise PipelineFull(
+            f"the pipeline is full ({flow.capacity} items in flight) and {how}; raise "
+            "the capacity, pass a longer timeout, use on_full='drop_oldest', or slow the source"
+        )
 
     @property
     def rejected(self) -> int:
         """Items refused for lack of room: never accepted, so never counted as drops."""
         return self._rejected
 
+    # -- the input loop -------------------------------------------------------------------
+
+    def _start_loop(self, generate: Callable[[], Any], period: float) -> None:
+        with self._lock:
+            if self._loop is not None:
+                raise InvalidState("the input loop is already running; call stop_loop() first")
+            self._running()
+            self._loop = InputLoop(lambda: self._loop_push(generate, period), period)
+
+    def _loop_push(self, generate: Callable[[], Any], period: float) -> None:
+        # A full pipeline gets the on_full policy, but "block" waits at most one period:
+        # the clock must not stall behind a slow stage.
+        try:
+            self.tell(generate(), timeout=period)
+        except (PipelineUndefined, PipelineTerminated):
+            pass
+
+    def _stop_loop(self) -> None:
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop()
+            self._missed_ticks_before = loop.missed_ticks
+
+    @property
+    def missed_ticks(self) -> int:
+        """Ticks of the input loop skipped because a push ran past its due time."""
+        loop = self._loop
+        return loop.missed_ticks if loop is not None else self._missed_ticks_before
+
     # -- reading ---------------------------------------------------------------------
 
     def latest(self, timeout: float | None = 0.0, default: Any = None) -> Any:
         """The newest output not read yet (older unread ones are skipped), or ``default``.
 
-        ``timeout=0`` returns at once; otherwise wait up to ``timeout`` seconds.
+        ``timeout=0`` returns at once; otherwise wait up to ``timeout`` seconds (None: until
+        an output comes or the pipeline stops, which returns ``default``).
         """
-        return self._running().latest.take(timeout, default)
+        timeout = check.seconds("timeout", timeout)
+        self._running()
+        return self._outputs.latest.take(timeout, default)
 
-    def results(self, timeout: float | None = None) -> Iterator[Any]:
-        """Every output from now on, in input order, for one reader.
+    def results(self, timeout: float | None = None) -> Reader[Any]:
+        """Every output from now on, in input order, for this reader.
 
-        Waits up to ``timeout`` seconds for each next output and ends when none came in
-        time or the pipeline stopped. The pipeline has one results buffer: several
-        iterators share it, each output going to one of them. Outputs are buffered in bounded memory
-        (``results_buffer``); when a reader falls behind, the oldest unread outputs are
-        dropped and counted in ``statistics().results_dropped``.
+        Each call is its own reader: it gets every output produced after the call (none
+        from before), in bounded memory (``results_buffer``: when it falls behind, its
+        oldest unread outputs are dropped and counted in ``statistics().results_dropped``).
+        It waits up to ``timeout`` seconds for each next output and ends when none came in
+        time or the pipeline stopped for good; it keeps reading across a rebuild.
+        ``close()`` it (or use it as a context manager) when done.
         """
-        stream = self._running().stream
-        stream.subscribe()  # now, not at the first next(): outputs from here on count
-
-        def read() -> Iterator[Any]:
-            while True:
-                ok, value = stream.get(timeout)
-                if not ok:
-                    return
-                yield value
-
-        return read()
+        timeout = check.seconds("timeout", timeout)
+        runtime = self._running()
+        return Reader(self._outputs.results.subscribe(runtime.flow.results_buffer), timeout)
 
     def aresults(self, timeout: float | None = None) -> AsyncIterator[Any]:
-        """``results`` for asyncio: waits in a worker thread, never on the event loop."""
-        stream = self._running().stream
-        stream.subscribe()
-
-        async def read() -> AsyncIterator[Any]:
-            loop = asyncio.get_running_loop()
-            while True:
-                ok, value = await loop.run_in_executor(None, stream.get, timeout)
-                if not ok:
-                    return
-                yield value
-
-        return read()
+        """``results`` for asyncio: waits on the event loop without a thread; a cancelled
+        read takes no output away."""
+        timeout = check.seconds("timeout", timeout)
+        runtime = self._running()
+        subscription = self._outputs.results.subscribe(runtime.flow.results_buffer)
+        return AsyncReader(subscription, timeout)
 
     # -- errors and runtime control ---------------------------------------------------
 
@@ -207,40 +323,43 @@ class PipelineHandle:
 
         The ``StageError`` carries ``stage``, ``item_index``, ``data`` (the stage's input)
         and the original exception as ``__cause__``. Callbacks run on the coordinator's
-        thread: keep them quick.
+        thread: keep them quick. Whatever a callback raises is logged and skipped.
         """
+        if not callable(callback):
+            raise InvalidArgument(f"callback must be callable, got {callback!r}")
         self.error_callbacks.append(callback)
 
     def dead_letters(self, timeout: float | None = None) -> Iterator[StageError]:
-        """Every ``StageError`` from now on, as an iterator (one shared, bounded buffer like
-        ``results``)."""
-        stream = self._running().dead_letters
-        stream.subscribe()
+        """Every ``StageError`` from now on, for this reader (bounded like ``results``)."""
+        timeout = check.seconds("timeout", timeout)
+        runtime = self._running()
+        return Reader(self._outputs.dead_letters.subscribe(runtime.flow.results_buffer), timeout)
 
-        def read() -> Iterator[StageError]:
-            while True:
-                ok, error = stream.get(timeout)
-                if not ok:
-                    return
-                yield error
-
-        return read()
-
-    def stop_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> None:
-        """Stop one stage: it cleans up, and items wait for it (within capacity and on_full).
-
-        Raises ``StageBusy`` if the stage is still handing over from an actor stuck in a
-        stage call for longer than ``timeout``.
+    def stop_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> bool:
+        """Stop one stage: it cleans up on its thread, and later items wait for it (within
+        the capacity and ``on_full``). True once it stopped within ``timeout``; False if
+        it is still finishing a stage call (it stops right after). Raises
+        ``StageNotFound``, ``PipelineUndefined``, ``PipelineTerminated``.
         """
-        self._control().stop_stage(name, timeout)
+        return self._control().stop_stage(name, check.seconds("timeout", timeout))
 
-    def start_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> None:
-        """Start a stopped stage again; the items that waited go first, in order."""
-        self._control().start_stage(name, timeout)
+    def start_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> bool:
+        """Start a stopped stage on a new actor; the items that waited go first, in order.
+        True once it runs within ``timeout``; False if it takes over later (see
+        ``restart_stage``)."""
+        return self._control().start_stage(name, check.seconds("timeout", timeout))
 
-    def restart_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> None:
-        """Replace a stage's actor (and instance, from its class or factory) while items flow."""
-        self._control().restart_stage(name, timeout)
+    def restart_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> bool:
+        """Replace a stage's actor (and instance, from its class or factory) while items flow.
+
+        No accepted item is lost, duplicated or reordered. Returns True once the new actor
+        took over within ``timeout``; False if the old actor is still in a stage call: the
+        hand-over then completes in the background when that call returns, and later
+        control calls queue behind it. Raises ``StageNotFound``, ``StageBusy`` (too many
+        hand-overs queued behind a call that does not return), ``InvalidStage`` (the
+        factory raised), ``PipelineUndefined``, ``PipelineTerminated``.
+        """
+        return self._control().restart_stage(name, check.seconds("timeout", timeout))
 
     def replace_stage(
         self,
@@ -249,15 +368,16 @@ class PipelineHandle:
         timeout: float | None = CONTROL_TIMEOUT,
         *,
         factory: Callable[[], Any] | None = None,
-    ) -> None:
+    ) -> bool:
         """Put another stage in place of ``name``: an instance, a Stage class, or ``factory``.
 
-        With a class or ``factory`` later restarts build fresh instances from it.
-
-        No accepted item is lost, duplicated or reordered: items before the swap are
-        processed by the old stage, items after it by the new one.
+        With a class or ``factory`` later restarts build fresh instances from it, and a
+        rebuild in another mode keeps the replacement. Items before the swap are
+        processed by the old stage, items after it by the new one. Returns and raises as
+        ``restart_stage``.
         """
-        self._control().replace_stage(name, stage, timeout, factory=factory)
+        timeout = check.seconds("timeout", timeout)
+        return self._control().replace_stage(name, stage, timeout, factory=factory)
 
     def status(self) -> dict[str, StageStatus]:
         """Each stage's state (running, restarting, stopped, failed) and restart count."""
@@ -268,27 +388,16 @@ class PipelineHandle:
 
         After a stop it still answers, with the final figures of the last run.
         """
-        runtime = self._runtime or self._last_runtime
+        runtime = self._runtime or self._stopping or self._last_runtime
         if runtime is None:
             raise PipelineUndefined(
                 "the pipeline has not run yet: call serialize() or parallelize() first"
             )
         return runtime.statistics()
 
-    # -- stopping ----------------------------------------------------------------------
 
-    def stop(self, drain: bool = True, timeout: float | None = None) -> bool:
-        """Stop the running pipeline: finish accepted items first when ``drain``.
-
-        With ``drain=False`` pending futures fail with ``PipelineTerminated`` at once.
-        Each stage's ``cleanup()`` runs. Returns True if every thread ended within
-        ``timeout``. Stopping twice is harmless.
-        """
-        with self._lock:
-            runtime, self._runtime = self._runtime, None
-        if runtime is None:
-            return True
-        return runtime.stop(drain=drain, timeout=timeout)
+def _checked_timeout(timeout: float | None) -> float | None:
+    return None if timeout is None else check.seconds("timeout", timeout)
 
 
 def _check_item_picklable(data: Any) -> None:

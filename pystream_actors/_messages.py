@@ -111,19 +111,27 @@ class Item:
             self.data = None
 
 
-def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> bool:
-    """Tell ``ref``; False (and nothing raised) if its actor has stopped.
+def send_or_return(
+    downstream: pykka.ActorRef[Any], home: pykka.ActorRef[Any], item: Item, sender: str
+) -> None:
+    """Send ``item`` downstream; if that actor has stopped, return the item home, dropped.
 
-    An actor must not raise from ``on_receive`` (pykka would stop it), and a receiver
-    that stopped means the pipeline is being torn down or the receiver was replaced:
-    the coordinator fails whatever is still pending itself.
+    No accepted item may vanish: an undeliverable one goes back to the coordinator, which
+    settles it. If the coordinator has stopped too, its own stop already settled it.
     """
     try:
-        ref.tell(message)
+        downstream.tell(item)
     except pykka.ActorDeadError:
-        logger.debug("%r not delivered: its receiver stopped", message)
-        return False
-    return True
+        item.drop(f"the actor after stage {sender!r} had stopped when the item was sent on")
+        send_home(home, item)
+
+
+def send_home(home: pykka.ActorRef[Any], message: Any) -> None:
+    """Tell the coordinator; nothing to do if it has stopped (it settled everything then)."""
+    try:
+        home.tell(message)
+    except pykka.ActorDeadError:
+        logger.debug("%r not delivered: the coordinator has stopped", message)
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,7 @@ class FailureNotice:
     action: str  # "restart" or "stop"
     actor_urn: str
     worker: int = -1  # which worker of a pooled stage, -1 for a single-actor stage
+    pool_urn: str = ""  # the pool the worker belongs to: replacements go to that pool only
 
 
 @dataclass(frozen=True)
@@ -173,13 +182,28 @@ class Pause:
 
 
 @dataclass(frozen=True)
-class Ready:
-    """Builder -> any actor (ask): reply ``(thread, setup_error_or_None)``."""
+class Flush:
+    """Runtime -> a stopped (paused) stage actor at drain: drop what it holds and every later
+    item, with ``reason``, so that the drain can finish."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class WhenReady:
+    """Supervisor or runtime -> stage actor or pool: resolve ``done`` with the setup error
+    (or None) once every message before this one is handled (a waiting successor: once it
+    has taken over and set its stage up)."""
+
+    done: Future[BaseException | None]
 
 
 @dataclass(frozen=True)
 class Retire:
-    """Builder -> stage actor: run the stage's ``cleanup()``; a stop follows."""
+    """Runtime or pool -> stage actor: run the stage's ``cleanup()``; with ``then_stop`` the
+    actor stops itself right after (a pool's worker), else the runtime stops it."""
+
+    then_stop: bool = False
 
 
 @dataclass(frozen=True)

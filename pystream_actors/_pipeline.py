@@ -6,19 +6,22 @@ import json
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from . import _registry
+from . import _arguments as check
 from ._coordinator import PARALLEL, SERIAL
-from ._errors import InvalidStageName, PipelineTerminated, PipelineUndefined
+from ._errors import (
+    InvalidArgument,
+    InvalidStageName,
+    InvalidState,
+    PipelineUndefined,
+)
 from ._handle import PipelineHandle
-from ._loop import InputLoop
 from ._policy import FailurePolicy, OnError
 from ._profiles import Profiles, get_profiler_db_folder, profiles_from
-from ._runtime import FlowSettings, Runtime
+from ._runtime import DEFAULT_SETUP_TIMEOUT, FlowSettings, Runtime
 from ._scaling import Executor, Scaling
 from ._stage import Stage, StageCallable, StageSlot, check_stage_name
 from ._statistics import PipelineStatistics
@@ -26,9 +29,9 @@ from ._window import OnFull
 
 logger = logging.getLogger("pystream_actors")
 
-_live_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 _NO_DATA: Any = object()
-_EXIT_TIMEOUT = 5.0  # seconds a stage may take to stop when the interpreter exits
+NESTED_TIMEOUT = 60.0
+"""Seconds a nested pipeline's stage waits for the child's output by default."""
 
 
 class Pipeline:
@@ -36,7 +39,8 @@ class Pipeline:
 
     Build it with ``add``; start it with ``serialize()`` (lock-step, one item in flight)
     or ``parallelize()`` (every stage busy at once); feed it with ``forward``, the
-    ``handle`` or ``start_loop``; stop it with ``cleanup()`` or by leaving a ``with`` block.
+    ``handle`` or ``start_loop``; stop it with ``cleanup()``, by leaving a ``with`` block,
+    or with ``handle.stop()`` (the same stop).
 
     ``name`` publishes the running pipeline for ``get_handle(name)``. ``statistics=False``
     keeps only counts (no latency histograms or rates), for the last microseconds per item.
@@ -51,22 +55,25 @@ class Pipeline:
         statistics: bool = True,
     ) -> None:
         if input_generator is not None and not callable(input_generator):
-            raise TypeError(
-                f"input_generator must be a zero-argument callable, got {type(input_generator).__name__}"
+            raise InvalidArgument(
+                "input_generator must be a zero-argument callable, got "
+                f"{type(input_generator).__name__}"
             )
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidArgument(f"name must be a non-empty string or None, got {name!r}")
         self._input_generator = input_generator
-        self.use_profiler = use_profiler
+        self.use_profiler = check.flag("use_profiler", use_profiler)
         self.name = name
-        self._timed = statistics or use_profiler
+        self._timed = check.flag("statistics", statistics) or use_profiler
         self._slots: list[StageSlot] = []
         self._stage_count = 0
         self._handle = PipelineHandle(name)
         self._block_output = False
         self._output_timeout: float | None = 10.0
-        self._loop: InputLoop | None = None
-        self._missed_ticks_before = 0
+        self._last_start: tuple[str, FlowSettings] | None = None
         self._lock = threading.RLock()
-        _live_pipelines.add(self)
+        if use_profiler:
+            self._handle.on_final_stop.append(_save_profiles)
 
     # -- building ---------------------------------------------------------------
 
@@ -98,11 +105,19 @@ class Pipeline:
         the class or ``factory``; one instance is shared only with ``thread_safe=True``);
         outputs keep input order unless ``ordered=False``. ``executor="process"`` runs
         each worker's stage in its own process: the stage must be picklable.
+
+        Raises ``InvalidArgument`` (a bad option, naming it), ``InvalidStage``,
+        ``InvalidStageName``, and ``InvalidState`` while the pipeline runs (stages are
+        added before ``serialize()``/``parallelize()``, or after ``cleanup()``).
         """
-        self._stage_count += 1
+        if self._handle.is_running:
+            raise InvalidState(
+                "add() while the pipeline runs would not take effect: call cleanup() first, "
+                "or add every stage before serialize()/parallelize()"
+            )
         if name is None:
             name = getattr(stage, "name", "") if not isinstance(stage, type) else ""
-            name = name or f"Stage_{self._stage_count}"
+            name = name or self._default_name()
         check_stage_name(name)
         if any(slot.name == name for slot in self._slots):
             raise InvalidStageName(
@@ -112,12 +127,20 @@ class Pipeline:
         scaling = Scaling(workers, ordered, executor, thread_safe)
         slot = StageSlot.build(name, stage, factory, policy, scaling)
         self._slots.append(slot)
+        self._stage_count += 1
         instance = slot.stage
         if isinstance(instance, Stage) or hasattr(instance, "name"):
             try:
                 instance.name = name
             except AttributeError:
                 pass
+
+    def _default_name(self) -> str:
+        number = self._stage_count + 1
+        taken = {slot.name for slot in self._slots}
+        while f"Stage_{number}" in taken:
+            number += 1
+        return f"Stage_{number}"
 
     @property
     def stage_names(self) -> list[str]:
@@ -126,7 +149,8 @@ class Pipeline:
 
     @property
     def stages(self) -> list[tuple[str, StageCallable]]:
-        """(name, stage) pairs in order, as added (a nested pipeline is a ``PipelineStage``)."""
+        """(name, stage) pairs in order, as running now (a replaced stage shows its
+        replacement; a nested pipeline is a ``PipelineStage``)."""
         return [(slot.name, slot.stage) for slot in self._slots]
 
     @property
@@ -141,13 +165,20 @@ class Pipeline:
         on_full: OnFull = "block",
         max_age: float | None = None,
         results_buffer: int = 1024,
+        setup_timeout: float | None = DEFAULT_SETUP_TIMEOUT,
     ) -> Pipeline:
         """Run in serial mode: each item passes every stage before the next one enters.
 
         ``capacity`` items may wait at the coordinator for their turn (default 1: a
         ``forward`` from another thread waits until the pipeline is free).
+        ``setup_timeout`` bounds how long every stage's ``setup()`` may take.
+
+        On a running pipeline this is a rebuild: accepted items finish first, each stage
+        cleans up on its old thread and sets up again on its new one. Raises
+        ``InvalidArgument`` (before touching a running pipeline), ``PipelineUndefined``
+        (no stages) and ``PipelineInitiationError`` (a ``setup()`` raised or hung).
         """
-        flow = FlowSettings(capacity, on_full, None, max_age, results_buffer)
+        flow = FlowSettings(capacity, on_full, None, max_age, results_buffer, setup_timeout)
         self._start(SERIAL, flow)
         return self
 
@@ -162,6 +193,7 @@ class Pipeline:
         on_full: OnFull | None = None,
         max_age: float | None = None,
         results_buffer: int = 1024,
+        setup_timeout: float | None = DEFAULT_SETUP_TIMEOUT,
     ) -> Pipeline:
         """Run in parallel mode: every stage on its own thread, items kept in order.
 
@@ -171,13 +203,20 @@ class Pipeline:
         at once; ``block_input=False``) or ``"drop_oldest"`` (keep the newest, drop the
         oldest not yet started). ``max_age`` drops items older than that many seconds
         before a stage starts them. ``get_results`` waits up to ``output_timeout``
-        seconds when ``block_output``.
+        seconds when ``block_output``. ``setup_timeout`` bounds every stage's ``setup()``.
+
+        Raises as ``serialize()``.
         """
+        check.flag("block_input", block_input)
+        check.flag("block_output", block_output)
+        output_timeout = check.seconds("output_timeout", output_timeout)  # type: ignore[assignment]
         if capacity is None:
             capacity = max(4, 4 * len(self._slots))
         if on_full is None:
             on_full = "block" if block_input else "reject"
-        flow = FlowSettings(capacity, on_full, input_timeout, max_age, results_buffer)
+        flow = FlowSettings(
+            capacity, on_full, input_timeout, max_age, results_buffer, setup_timeout
+        )
         self._start(PARALLEL, flow)
         self._block_output = block_output
         self._output_timeout = output_timeout
@@ -189,14 +228,25 @@ class Pipeline:
                 "the pipeline has no stages: add at least one with add() before choosing a mode"
             )
         with self._lock:
-            self._stop_runtime(drain=True, cleanup_stages=False)
-            if self.name is not None:
-                _registry.register(self.name, self._handle)
-            runtime = Runtime(
-                list(self._slots), mode, flow, self._handle.error_callbacks, self._timed
+            self._handle._start(
+                lambda outputs: Runtime(
+                    self._slots,
+                    mode,
+                    flow,
+                    outputs,
+                    self._handle.error_callbacks,
+                    self._timed,
+                )
             )
-            self._handle._attach(runtime)
+            self._last_start = (mode, flow)
             self._block_output = False
+
+    def _start_again(self) -> None:
+        """Run again as last started (a nested pipeline whose parent was rebuilt)."""
+        with self._lock:
+            if self._handle.is_running or self._last_start is None:
+                return
+            self._start(*self._last_start)
 
     # -- feeding and reading ----------------------------------------------------
 
@@ -216,7 +266,7 @@ class Pipeline:
 
         Serial mode returns once the item went through every stage (a stage's error is
         raised here as ``StageError``). Parallel mode returns False if the pipeline had
-        no room in time.
+        no room in time. Raises ``PipelineUndefined`` when not running.
         """
         runtime = self._handle._runtime
         if runtime is None:
@@ -233,51 +283,39 @@ class Pipeline:
 
     def get_results(self) -> Any:
         """The latest output not read yet, or None; the same output is never returned twice."""
-        runtime = self._handle._runtime
-        if runtime is None:
+        if not self._handle.is_running:
             raise PipelineUndefined(
                 "get_results() needs a running pipeline: call serialize() or parallelize() first"
             )
         timeout = self._output_timeout if self._block_output else 0.0
-        return runtime.latest.take(timeout)
+        return self._handle.latest(timeout)
 
     def start_loop(self, period: float = 0.01) -> None:
-        """Feed the pipeline from the input generator every ``period`` seconds, in the background."""
+        """Feed the pipeline from the input generator every ``period`` seconds, in the background.
+
+        The loop belongs to the pipeline's life: any stop ends it. Raises
+        ``PipelineUndefined`` (no input generator, or not running), ``InvalidArgument``
+        (a bad period) and ``InvalidState`` (a loop already runs).
+        """
+        period = check.positive_seconds("period", period)
         if self._input_generator is None:
             raise PipelineUndefined(
                 "start_loop() needs an input generator: Pipeline(input_generator=...)"
             )
-        if self._handle._runtime is None:
+        if not self._handle.is_running:
             raise PipelineUndefined(
                 "start_loop() needs a running pipeline: call serialize() or parallelize() first"
             )
-        with self._lock:
-            if self._loop is not None:
-                raise RuntimeError("the input loop is already running; call stop_loop() first")
-            generate = self._input_generator
-            self._loop = InputLoop(lambda: self._loop_push(generate, period), period)
-
-    def _loop_push(self, generate: Callable[[], Any], period: float) -> None:
-        # A full pipeline gets the on_full policy, but "block" waits at most one period:
-        # the clock must not stall behind a slow stage.
-        try:
-            self._handle.tell(generate(), timeout=period)
-        except (PipelineUndefined, PipelineTerminated):
-            pass
+        self._handle._start_loop(self._input_generator, period)
 
     @property
     def missed_ticks(self) -> int:
         """Ticks of the input loop skipped because a push ran past its due time."""
-        loop = self._loop
-        return loop.missed_ticks if loop is not None else self._missed_ticks_before
+        return self._handle.missed_ticks
 
     def stop_loop(self) -> None:
         """Stop the input loop started by ``start_loop``; harmless when none runs."""
-        with self._lock:
-            loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.stop()
-            self._missed_ticks_before = loop.missed_ticks
+        self._handle._stop_loop()
 
     # -- observing --------------------------------------------------------------
 
@@ -299,48 +337,31 @@ class Pipeline:
 
     # -- nesting ------------------------------------------------------------------
 
-    def as_stage(self) -> PipelineStage:
-        """This built pipeline as one stage of another pipeline; it keeps its own mode."""
-        if self._handle._runtime is None:
+    def as_stage(self, timeout: float | None = NESTED_TIMEOUT) -> PipelineStage:
+        """This built pipeline as one stage of another pipeline; it keeps its own mode.
+
+        The stage waits up to ``timeout`` seconds for the child's output (None: for ever);
+        an item that takes longer fails with ``StageError`` (cause ``OutputTimeout``).
+        """
+        timeout = check.seconds("timeout", timeout)
+        if not self._handle.is_running:
             raise PipelineUndefined(
                 "as_stage() needs a built pipeline: call serialize() or parallelize() on it first"
             )
-        return PipelineStage(self)
+        return PipelineStage(self, timeout)
 
     # -- stopping -------------------------------------------------------------------
 
     def cleanup(self) -> None:
         """Stop the loop and every stage actor, and call each stage's ``cleanup()``.
 
-        Items still in flight finish first. Afterwards the pipeline is undefined again;
-        calling ``cleanup()`` twice is harmless.
+        Items still in flight finish first (those held by a stopped stage are dropped
+        with a reason). Afterwards the pipeline is undefined again; calling
+        ``cleanup()`` twice is harmless, and a ``cleanup()`` interrupted by Ctrl-C is
+        finished by the next one.
         """
-        self.stop_loop()
         with self._lock:
-            self._stop_runtime(drain=True, cleanup_stages=True)
-
-    def _stop_runtime(
-        self, drain: bool, cleanup_stages: bool, timeout: float | None = None
-    ) -> None:
-        runtime = self._handle._runtime
-        if runtime is None:
-            return
-        if self.use_profiler and cleanup_stages:
-            self._save_profiles(runtime.statistics())
-        self._handle._attach(None)
-        if self.name is not None and cleanup_stages:
-            _registry.unregister(self.name, self._handle)
-        runtime.stop(drain=drain, timeout=timeout, cleanup_stages=cleanup_stages)
-
-    def _save_profiles(self, statistics: PipelineStatistics) -> None:
-        latency, throughput = profiles_from(statistics)
-        try:
-            folder = get_profiler_db_folder()
-            os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, "last_profiles.json"), "w", encoding="utf-8") as out:
-                json.dump({"latency": latency, "throughput": throughput}, out, indent=2)
-        except OSError as exc:
-            logger.warning("could not write profiles to %s: %s", get_profiler_db_folder(), exc)
+            self._handle.stop(drain=True)
 
     def __enter__(self) -> Pipeline:
         return self
@@ -354,15 +375,32 @@ class Pipeline:
         self.cleanup()
 
 
+def _save_profiles(statistics: PipelineStatistics) -> None:
+    """Write the last run's profiles to the profile folder (the profiler's final stop)."""
+    latency, throughput = profiles_from(statistics)
+    try:
+        folder = get_profiler_db_folder()
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "last_profiles.json"), "w", encoding="utf-8") as out:
+            json.dump({"latency": latency, "throughput": throughput}, out, indent=2)
+    except OSError as exc:
+        logger.warning("could not write profiles to %s: %s", get_profiler_db_folder(), exc)
+
+
 class PipelineStage(Stage):
     """A built pipeline used as one stage of another (from ``Pipeline.as_stage()``)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, timeout: float | None = NESTED_TIMEOUT) -> None:
         self.pipeline = pipeline
         self.name = pipeline.name or ""
+        self.timeout = timeout
+
+    def setup(self) -> None:
+        """Start the child again if the parent's rebuild or restart stopped it."""
+        self.pipeline._start_again()
 
     def __call__(self, data: Any) -> Any:
-        return self.pipeline.handle.ask(data)
+        return self.pipeline.handle.ask(data, timeout=self.timeout)
 
     def cleanup(self) -> None:
         self.pipeline.cleanup()
@@ -373,14 +411,3 @@ class PipelineStage(Stage):
             return self.pipeline.statistics()
         except PipelineUndefined:
             return None
-
-
-def cleanup_live_pipelines() -> None:
-    """Stop every pipeline still running (at interpreter exit)."""
-    for pipeline in list(_live_pipelines):
-        try:
-            pipeline.stop_loop()
-            with pipeline._lock:
-                pipeline._stop_runtime(drain=False, cleanup_stages=True, timeout=_EXIT_TIMEOUT)
-        except Exception:
-            logger.exception("stopping a pipeline at exit failed")

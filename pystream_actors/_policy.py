@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from . import _arguments as check
+
 OnError = Literal["skip", "restart", "stop"]
 ON_ERROR_POLICIES: tuple[OnError, ...] = ("skip", "restart", "stop")
 
@@ -27,17 +29,13 @@ class FailurePolicy:
     restart_window: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.on_error not in ON_ERROR_POLICIES:
-            raise ValueError(f"on_error must be one of {ON_ERROR_POLICIES}, got {self.on_error!r}")
-        if not isinstance(self.retries, int) or self.retries < 0:
-            raise ValueError(f"retries must be a whole number >= 0, got {self.retries!r}")
-        low, high = self.restart_backoff
-        if not 0 <= low <= high:
-            raise ValueError(
-                f"restart_backoff must be (min, max) seconds with 0 <= min <= max, got {self.restart_backoff!r}"
-            )
-        if self.max_restarts < 0 or self.restart_window <= 0:
-            raise ValueError("max_restarts must be >= 0 and restart_window > 0 seconds")
+        check.one_of("on_error", self.on_error, ON_ERROR_POLICIES)
+        check.whole_number("retries", self.retries, 0)
+        object.__setattr__(
+            self, "restart_backoff", check.seconds_range("restart_backoff", self.restart_backoff)
+        )
+        check.whole_number("max_restarts", self.max_restarts, 0)
+        check.positive_seconds("restart_window", self.restart_window)
 
     def backoff(self, recent_restarts: int) -> float:
         """Seconds to wait before the next restart, doubling with each recent one."""

@@ -16,6 +16,7 @@ import pickle
 import signal
 import sys
 import traceback
+import weakref
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -49,6 +50,7 @@ class WorkerDied(RuntimeError):
 def _serve(connection: Connection, payload: bytes, is_factory: bool) -> None:
     """The worker process: build and set up the stage, then answer calls until told to stop."""
     _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
         stage = pickle.loads(payload)
         stage = stage() if is_factory else stage
@@ -72,7 +74,7 @@ def _serve(connection: Connection, payload: bytes, is_factory: bool) -> None:
             else:  # "cleanup"
                 cleanup = getattr(stage, "cleanup", None)
                 _answer(connection, True, cleanup() if callable(cleanup) else None)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit in a stage fails the item, not the worker
             _answer(connection, False, exc)
 
 
@@ -80,10 +82,22 @@ def _answer(connection: Connection, ok: bool, value: Any) -> None:
     try:
         connection.send((ok, value))
     except Exception as exc:  # the result or the exception itself would not pickle
-        detail = "".join(traceback.format_exception_only(type(value), value)).strip()
         if ok:
-            detail = f"the stage's output cannot be sent back: {exc!r}"
+            detail = (
+                f"the stage's output ({type(value).__name__}) cannot be pickled to come back "
+                f"from the worker process: {_describe(exc)}; return plain data"
+            )
+        else:
+            detail = f"{_describe(value)} (not picklable: {_describe(exc)})"
         connection.send((False, WorkerError(detail)))
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` even when the exception's ``__str__`` raises."""
+    try:
+        return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    except BaseException:
+        return type(exc).__name__
 
 
 def _die_with_parent() -> None:
@@ -100,10 +114,20 @@ def _die_with_parent() -> None:
             os._exit(0)
 
 
+_worker_stages: weakref.WeakSet[ProcessStage] = weakref.WeakSet()
+
+
+def kill_worker_processes() -> None:
+    """Kill every worker process still running (at interpreter exit, after the stop)."""
+    for stage in list(_worker_stages):
+        stage.kill()
+
+
 class ProcessStage:
     """A stage that forwards each item to its own worker process and waits for the result."""
 
     def __init__(self, name: str, payload: bytes, is_factory: bool) -> None:
+        _worker_stages.add(self)
         self.name = name
         self._payload = payload
         self._is_factory = is_factory
@@ -152,7 +176,7 @@ class ProcessStage:
         """Send ``message`` (None: just read the start-up answer) and return the reply."""
         connection = self._connection
         if connection is None:
-            raise RuntimeError(f"process stage {self.name!r} used before setup()")
+            raise WorkerDied(f"the worker process of stage {self.name!r} is not running")
         try:
             if message is not None:
                 connection.send(message)
@@ -169,8 +193,16 @@ class ProcessStage:
             return
         try:
             self._request(("cleanup", None))
+        except WorkerDied:
+            pass  # nothing left to clean up in a process that is gone
         finally:
             self._end(kill=False)
+
+    def kill(self) -> None:
+        """End the worker process now; a call waiting on it fails with ``WorkerDied``."""
+        process = self._process
+        if process is not None and process.is_alive():
+            process.kill()
 
     def _end(self, kill: bool) -> None:
         process, connection = self._process, self._connection

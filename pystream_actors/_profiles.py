@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ._errors import ProfilingError
 from ._stage import MAIN_PIPELINE_NAME
 from ._statistics import PipelineStatistics
 
@@ -41,6 +42,16 @@ def get_profiler_db_folder() -> str:
 
 
 def set_profiler_db_folder(path: str | os.PathLike[str]) -> None:
-    """Choose the folder for profile snapshots; it is created when first written to."""
+    """Choose the folder for profile snapshots; it is created when first written to.
+
+    Raises ``ProfilingError`` if ``path`` is not a path, or names a file.
+    """
     global _profiler_db_folder
-    _profiler_db_folder = Path(path)
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ProfilingError(
+            f"the profiler folder must be a path (str or os.PathLike), got {path!r}"
+        )
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ProfilingError(f"the profiler folder {str(folder)!r} is a file; choose a folder")
+    _profiler_db_folder = folder

@@ -1,7 +1,8 @@
-"""One running incarnation of a pipeline: its actors, window, outlets and counters.
+"""One running incarnation of a pipeline: its actors, window and counters.
 
-A pipeline gets a new runtime each time a mode is chosen; stopping a runtime stops and
-joins every thread it started, so rebuilding never leaks an actor.
+A pipeline gets a new runtime each time a mode is chosen. Stopping a runtime is
+resumable: if it is interrupted (Ctrl-C), calling ``stop`` again finishes the job, and
+it ends only when every thread it started has been joined or the timeout is up.
 """
 
 from __future__ import annotations
@@ -12,29 +13,32 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
-from ._coordinator import CoordinatorActor, Outlets
-from ._errors import PipelineInitiationError, PipelineTerminated, StageError
-from ._latest import LatestResult
-from ._messages import Abort, Drain, Item, Link, Ready, Retire
-from ._result_stream import ResultStream
+from . import _arguments as check
+from ._actors import ActorGroup
+from ._coordinator import STOPPED_REASON, CoordinatorActor, Outlets
+from ._errors import PipelineInitiationError, PipelineTerminated, StageError, describe
+from ._messages import Abort, Drain, Flush, Item, Link, Retire, WhenReady
+from ._outputs import Outputs
 from ._stage import StageSlot
 from ._statistics import PipelineCounters, PipelineStatistics
 from ._supervisor import StageRecord, Supervisor
-from ._window import InFlightWindow, OnFull
+from ._window import ON_FULL_POLICIES, InFlightWindow, OnFull
 from ._worker_pool import counters_for, spawn_stage
 
 logger = logging.getLogger("pystream_actors")
 
+DEFAULT_SETUP_TIMEOUT = 60.0
+_SETUP_HUNG_GRACE = 1.0  # seconds to join the other threads when a setup() hangs
+
 
 @dataclass(frozen=True)
 class FlowSettings:
-    """How items enter and leave a running pipeline."""
+    """How items enter and leave a running pipeline; checked whole before anything starts."""
 
     capacity: int
     """Most items inside the pipeline at once (accepted, not finished)."""
@@ -44,11 +48,18 @@ class FlowSettings:
     max_age: float | None = None
     """Seconds after acceptance past which a stage drops the item instead of starting it."""
     results_buffer: int = 1024
-    """Outputs kept for ``handle.results()`` readers; the oldest unread is dropped past it."""
+    """Outputs kept per ``handle.results()`` reader; the oldest unread is dropped past it."""
+    setup_timeout: float | None = DEFAULT_SETUP_TIMEOUT
+    """Seconds every stage's ``setup()`` may take before the start fails (None: for ever)."""
 
     def __post_init__(self) -> None:
-        if self.max_age is not None and self.max_age <= 0:
-            raise ValueError(f"max_age must be a positive number of seconds, got {self.max_age!r}")
+        check.whole_number("capacity", self.capacity, 1)
+        check.one_of("on_full", self.on_full, ON_FULL_POLICIES)
+        check.seconds("input_timeout", self.admit_timeout)
+        if self.max_age is not None:
+            check.positive_seconds("max_age", self.max_age)
+        check.whole_number("results_buffer", self.results_buffer, 1)
+        check.seconds("setup_timeout", self.setup_timeout)
 
 
 class Runtime:
@@ -59,81 +70,104 @@ class Runtime:
         slots: list[StageSlot],
         mode: str,
         flow: FlowSettings,
-        on_error: list[Callable[[StageError], object]] | None = None,
+        outputs: Outputs,
+        on_error: list[Callable[[StageError], object]],
         timed: bool = True,
     ) -> None:
         self.mode = mode
         self.flow = flow
+        self.outputs = outputs
         self.window = InFlightWindow(flow.capacity, flow.on_full, len(slots))
-        self.latest = LatestResult()
-        self.stream = ResultStream(flow.results_buffer)
-        self.dead_letters = ResultStream(flow.results_buffer)
         self.counters = PipelineCounters(timed)
         self.terminated: str | None = None
         self.pickles_inputs = bool(slots) and slots[0].scaling.executor == "process"
+        self.group = ActorGroup(self.terminate)
+        self._admission = threading.Lock()
+        self._closed = False
+        self._drained: Future[None] | None = None
         self._stopped = False
-        outlets = Outlets(
-            self.latest,
-            self.stream,
-            self.dead_letters,
-            on_error if on_error is not None else [],  # the handle's own list: later adds count
-            self._on_failure_notice,
+        self._setup_hung = False
+        outlets = Outlets(outputs, on_error, self._on_failure_notice)
+        self.coordinator = self.group.spawn(
+            CoordinatorActor, mode, self.window, outlets, self.counters
         )
-        self.coordinator = CoordinatorActor.start(mode, self.window, outlets, self.counters)
-        self._coordinator_thread: threading.Thread | None = None
         records: list[StageRecord] = []  # filled last stage first; the supervisor shares it
-        self.supervisor = Supervisor(records, self.coordinator, self.terminate)
+        self.supervisor = Supervisor(slots, records, self.coordinator, self.terminate, self.group)
         try:
             downstream: pykka.ActorRef[Any] = self.coordinator
             for slot in reversed(slots):
                 counters = counters_for(slot, timed)
-                downstream = spawn_stage(slot, downstream, counters)
-                records.insert(0, StageRecord(slot, downstream, None, counters))
-            self._await_ready(records)
-            self.coordinator.ask(Link(records[0].ref))
+                downstream = spawn_stage(self.group, slot, downstream, self.coordinator, counters)
+                records.insert(0, StageRecord(slot, downstream, counters))
+            self._await_setup(records, flow.setup_timeout)
+            self.coordinator.tell(Link(records[0].ref))
         except BaseException:
-            self.stop(drain=False)
+            # A setup still running ends on its own (its stop is queued behind it): join
+            # the others, which end at once, without waiting for it.
+            self.stop(drain=False, timeout=_SETUP_HUNG_GRACE if self._setup_hung else None)
             raise
 
     @property
     def records(self) -> list[StageRecord]:
         return self.supervisor.records
 
-    def _await_ready(self, records: list[StageRecord]) -> None:
-        self._coordinator_thread, _ = self.coordinator.ask(Ready())
-        replies = [record.ref.ask(Ready(), block=False) for record in records]
-        failures = []
-        for record, reply in zip(records, replies):
-            record.thread, error = reply.get()
+    def _await_setup(self, records: list[StageRecord], timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waits: list[Future[BaseException | None]] = []
+        for record in records:
+            done: Future[BaseException | None] = Future()
+            record.ref.tell(WhenReady(done))
+            waits.append(done)
+        for record, done in zip(records, waits):
+            try:
+                error = done.result(_remaining(deadline))
+            except TimeoutError:
+                record.state = "failed"
+                self._setup_hung = True
+                raise PipelineInitiationError(
+                    f"stage {record.slot.name!r} did not finish setup() within {timeout}s; "
+                    "pass a longer setup_timeout to serialize()/parallelize(), or make setup() "
+                    "return sooner"
+                ) from None
             if error is not None:
                 record.state = "failed"
-                failures.append((record.slot.name, error))
-        if failures:
-            name, error = failures[0]
-            raise PipelineInitiationError(
-                f"stage {name!r} failed in setup(): {type(error).__name__}: {error}"
-            ) from error
+                raise PipelineInitiationError(
+                    f"stage {record.slot.name!r} failed in setup(): {describe(error)}"
+                ) from error
+
+    # -- items --------------------------------------------------------------------------
 
     def check_alive(self) -> None:
-        """Raise ``PipelineTerminated`` if the pipeline was terminated or a stage actor died."""
+        """Raise ``PipelineTerminated`` if the pipeline was terminated or is stopping."""
         if self.terminated is not None:
             raise PipelineTerminated(self.terminated)
-        for record in self.records:
-            if record.state == "running" and not record.ref.is_alive():
-                raise PipelineTerminated(
-                    f"stage {record.slot.name!r} has stopped; rebuild the pipeline with "
-                    "serialize() or parallelize() to use it again"
-                )
+        if self._closed:
+            raise PipelineTerminated("the pipeline is stopping; the item was not accepted")
 
-    def submit(self, item: Item) -> None:
-        """Hand an admitted item to the coordinator (the caller holds a window slot)."""
-        self.coordinator.tell(item)
+    def accept(self, item: Item) -> None:
+        """Hand an admitted item to the coordinator (the caller holds a window slot).
+
+        The admission lock orders this against ``stop``: once the pipeline is closed no
+        item can slip into the coordinator's mailbox behind its last message.
+        """
+        with self._admission:
+            if not self._closed:
+                self.coordinator.tell(item)
+                return
+        self.window.finish(item)
+        raise PipelineTerminated("the pipeline was stopped; the item was not accepted")
+
+    @property
+    def closed(self) -> bool:
+        """True once stopping began: no item is accepted any more."""
+        return self._closed
 
     def _on_failure_notice(self, notice: Any) -> None:
         self.supervisor.notify(notice)
 
     def terminate(self, reason: str) -> None:
-        """Fail everything pending with ``reason`` and refuse new items (the "stop" policy)."""
+        """Fail everything pending with ``reason`` and refuse new items (the "stop" policy,
+        or an actor that died)."""
         if self.terminated is not None:
             return
         self.terminated = reason
@@ -141,7 +175,7 @@ class Runtime:
         self.window.close()
         try:
             self.coordinator.tell(Abort(reason))
-        except pykka.ActorDeadError:
+        except (pykka.ActorDeadError, AttributeError):  # dead, or not started yet
             pass
 
     def statistics(self) -> PipelineStatistics:
@@ -155,65 +189,72 @@ class Runtime:
             for record in self.records
         )
         return self.counters.snapshot(
-            self.mode, self.window.used, stages, self.window.dropped, self.stream.dropped
+            self.mode,
+            self.window.used,
+            stages,
+            self.window.dropped,
+            self.outputs.results.dropped,
         )
 
-    def stop(self, drain: bool, timeout: float | None = None, cleanup_stages: bool = True) -> bool:
+    # -- stopping -----------------------------------------------------------------------
+
+    def stop(self, drain: bool, timeout: float | None = None) -> bool:
         """Stop every actor and join its thread; True if all of them ended in time.
 
-        ``drain`` first lets accepted items finish (up to ``timeout``); what is still
-        pending then fails with ``PipelineTerminated``. ``cleanup_stages`` runs each
-        stage's ``cleanup()`` on its own thread before the actor stops.
+        ``drain`` first lets accepted items finish (up to ``timeout``); items held by a
+        stopped stage are dropped with a reason naming it; what is still pending then
+        fails with ``PipelineTerminated``. Each stage's ``cleanup()`` runs on its own
+        thread. Calling it again after an interruption carries on where it stopped.
         """
         if self._stopped:
             return True
-        self._stopped = True
-        try:
-            return self._stop(drain, timeout, cleanup_stages)
-        finally:
-            self.stream.close()
-            self.dead_letters.close()
-
-    def _stop(self, drain: bool, timeout: float | None, cleanup_stages: bool) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
+        with self._admission:
+            self._closed = True
         self.window.close()
-        if drain and self.terminated is None and self.coordinator.is_alive():
-            drained: Future[None] = Future()
-            self.coordinator.tell(Drain(drained))
-            try:
-                drained.result(_remaining(deadline))
-            except FutureTimeout:
-                logger.warning("pipeline did not drain within %ss; failing what is left", timeout)
+        if drain:
+            self._drain(deadline, timeout)
         self.supervisor.close(_remaining(deadline))
-        reason = "the pipeline was stopped before the item finished"
         try:
-            self.coordinator.ask(Abort(reason), timeout=_remaining(deadline))
+            self.coordinator.ask(Abort(STOPPED_REASON), timeout=_remaining(deadline))
         except (pykka.ActorDeadError, pykka.Timeout):
             pass
         for record in self.records:
             try:
-                if cleanup_stages:
-                    record.ref.tell(Retire())
-                record.ref.stop(block=False)
+                record.ref.tell(Retire())
             except pykka.ActorDeadError:
                 pass
+        self.group.stop_all()
+        left = self.group.join(deadline)
+        for thread in left:
+            logger.warning(
+                "%s did not stop within %ss; it is left running and ends when its call returns",
+                thread.name,
+                timeout,
+            )
+        self._stopped = not left
+        return not left
+
+    def _drain(self, deadline: float | None, timeout: float | None) -> None:
+        if self.terminated is not None or not self.coordinator.is_alive():
+            return
+        if self._drained is None:
+            for record in self.supervisor.stopped_stages():
+                try:
+                    record.ref.tell(
+                        Flush(f"stage {record.slot.name!r} was stopped when the pipeline stopped")
+                    )
+                except pykka.ActorDeadError:
+                    pass
+            self._drained = Future()
+            try:
+                self.coordinator.tell(Drain(self._drained))
+            except pykka.ActorDeadError:
+                return
         try:
-            self.coordinator.stop(block=False)
-        except pykka.ActorDeadError:
-            pass
-        threads = [self._coordinator_thread, *(r.thread for r in self.records)]
-        threads += self.supervisor.retired_threads
-        all_ended = True
-        for thread in threads:
-            if thread is None:
-                continue
-            thread.join(_remaining(deadline))
-            if thread.is_alive():
-                all_ended = False
-                logger.warning(
-                    "%s did not stop within %ss; it is left running", thread.name, timeout
-                )
-        return all_ended
+            self._drained.result(_remaining(deadline))
+        except TimeoutError:
+            logger.warning("pipeline did not drain within %ss; failing what is left", timeout)
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from . import _arguments as check
+
 Executor = Literal["thread", "process"]
+EXECUTORS: tuple[Executor, ...] = ("thread", "process")
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,10 @@ class Scaling:
     thread_safe: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"workers must be a whole number >= 1, got {self.workers!r}")
-        if self.executor not in ("thread", "process"):
-            raise ValueError(f"executor must be 'thread' or 'process', got {self.executor!r}")
+        check.whole_number("workers", self.workers, 1)
+        check.flag("ordered", self.ordered)
+        check.one_of("executor", self.executor, EXECUTORS)
+        check.flag("thread_safe", self.thread_safe)
 
     @property
     def pooled(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import inspect
 import threading
 import types
 from collections.abc import Callable
@@ -130,11 +131,25 @@ class StageSlot:
         """A slot running ``stage`` (an instance or Stage class) or ``factory``'s products."""
         return StageSlot.build(self.name, stage, factory, self.policy, self.scaling)
 
+    def worker_slots(self) -> list[StageSlot]:
+        """The slots of a pool's workers: the instance made at ``add`` is the first worker's,
+        the factory makes the others, so N workers set up exactly N instances. Without a
+        factory every worker shares this slot's instance (the pool sets it up once)."""
+        if self.factory is None:
+            return [self.worker_slot() for _ in range(self.scaling.workers)]
+        first = StageSlot(self.name, self.stage, self.factory, self.policy)
+        return [first, *(self.worker_slot() for _ in range(self.scaling.workers - 1))]
+
     def worker_slot(self) -> StageSlot:
-        """The slot of one worker of a pooled stage: its own instance, or the shared one."""
+        """The slot of one new worker of a pooled stage: its own instance, or the shared one."""
         if self.factory is not None:
             return StageSlot(self.name, self.factory(), self.factory, self.policy)
         return StageSlot(self.name, self.stage, None, self.policy, managed=False)
+
+    @property
+    def shares_instance(self) -> bool:
+        """True when a pooled stage's workers all call this slot's one instance."""
+        return self.factory is None
 
     def check_workers_can_share(self) -> None:
         """Refuse one stateful instance for several worker threads unless declared safe."""
@@ -153,8 +168,8 @@ class StageSlot:
 
     def ensure_setup(self) -> None:
         """Run the stage's ``setup()`` once, in the calling (actor) thread."""
-        if not self.managed:
-            return
+        if not self.managed or (self.scaling.pooled and not self.shares_instance):
+            return  # a pool's template instance is set up by the worker that uses it
         with self._lock:
             if self._is_set_up:
                 return
@@ -165,7 +180,7 @@ class StageSlot:
 
     def cleanup(self) -> None:
         """Run the stage's ``cleanup()`` if it was set up; a later start sets it up again."""
-        if not self.managed:
+        if not self.managed or (self.scaling.pooled and not self.shares_instance):
             return
         with self._lock:
             if not self._is_set_up:
@@ -197,4 +212,20 @@ def resolve_stage(
             f"stage {name!r} is a {type(stage).__name__}, which is not callable; "
             "pass a function taking one argument or a pystream_actors.Stage instance"
         )
+    if _is_async(stage):
+        raise InvalidStage(
+            f"stage {name!r} is an async function; stages are called on their own thread and "
+            "must return their output: use a plain def (run a coroutine inside it with "
+            "asyncio.run(...) if you must)"
+        )
     return stage, factory
+
+
+def _is_async(stage: object) -> bool:
+    if inspect.isfunction(stage) or inspect.ismethod(stage) or isinstance(stage, functools.partial):
+        call: object = stage
+    else:
+        call = type(stage).__call__
+    if isinstance(call, functools.partial):
+        call = call.func
+    return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)

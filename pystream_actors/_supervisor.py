@@ -1,34 +1,30 @@
 """Supervision and runtime control: replacing stage actors without losing an item.
 
-A stopped pykka actor can never start again, so every restart, start, or replacement
-spawns a new actor and re-links refs. The protocol keeps order with FIFO mailboxes only:
-
-1. spawn the successor ``N`` holding its items (``held=True``);
-2. tell the stage's upstream ``Relink(old, N)``: the upstream sends to ``N`` from now on
-   and tells the old actor ``Handover(N)``, which lands behind every item it sent before;
-3. the old actor finishes (or holds) what came before, cleans up, sends
-   ``Resume(held items)`` to ``N`` and stops; ``N`` sets up, processes the inherited items,
-   then its own.
-
-Operations on one pipeline run one at a time under a lock; failure restarts run on the
+Every restart, start or replacement spawns a successor and relinks refs through the
+hand-over protocol (``_handover``). User control calls and automatic (failure) restarts
+go through one lock, and an automatic restart re-checks after its back-off that nobody
+stopped, restarted or replaced the stage meanwhile. Failure restarts run on the
 supervisor's own thread, which starts when first needed and is joined at stop.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pykka
 
-from ._errors import PipelineTerminated, PipelineUndefined, StageBusy
-from ._messages import FailureNotice, Pause, Ready, Relink, ReplaceWorker
+from ._actors import ActorGroup
+from ._errors import InvalidStage, PipelineTerminated, StageBusy, StageNotFound, describe
+from ._messages import FailureNotice, Pause, Relink, ReplaceWorker, WhenReady
 from ._stage import StageCallable, StageSlot
 from ._statistics import StageCounters
 from ._worker_pool import spawn_stage
@@ -37,6 +33,7 @@ logger = logging.getLogger("pystream_actors")
 
 StageState = Literal["running", "restarting", "stopped", "failed"]
 CONTROL_TIMEOUT = 30.0  # seconds a runtime-control call waits for a hand-over by default
+MAX_QUEUED_HANDOVERS = 4  # successors that may wait behind one stage call that has not returned
 
 
 @dataclass(frozen=True)
@@ -54,12 +51,11 @@ class StageRecord:
 
     slot: StageSlot
     ref: pykka.ActorRef[Any]
-    thread: threading.Thread | None
     counters: StageCounters
     state: StageState = "running"
-    busy_predecessor: threading.Thread | None = None
-    """An old actor still in a stage call, that the current one waits to take over from."""
     restart_times: collections.deque[float] = field(default_factory=collections.deque)
+    takeovers: list[Future[BaseException | None]] = field(default_factory=list)
+    """One per successor spawned: resolved once it took over and set its stage up."""
 
 
 class Supervisor:
@@ -67,18 +63,22 @@ class Supervisor:
 
     def __init__(
         self,
+        slots: list[StageSlot],
         records: list[StageRecord],
         coordinator: pykka.ActorRef[Any],
         terminate: Callable[[str], None],
+        group: ActorGroup,
     ) -> None:
+        self._slots = slots  # the pipeline's own list: replacements survive a rebuild
         self.records = records
         self._coordinator = coordinator
         self._terminate = terminate
+        self._group = group
         self._control = threading.RLock()
+        self._state_lock = threading.Lock()
         self._notices: queue.SimpleQueue[FailureNotice | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
-        self.retired_threads: list[threading.Thread] = []
 
     # -- failure notices (from the coordinator's thread: never block) -----------------
 
@@ -100,80 +100,96 @@ class Supervisor:
                 return
             try:
                 self._on_failure(notice)
-            except Exception:
-                logger.exception("supervisor: handling the failure of %r failed", notice.stage)
+            except BaseException as exc:
+                self._terminate(f"stage {notice.stage!r} could not be restarted: {describe(exc)}")
 
     def _on_failure(self, notice: FailureNotice) -> None:
-        index = self._index(notice.stage)
-        record = self.records[index]
-        if notice.worker < 0 and record.ref.actor_urn != notice.actor_urn:
-            return  # that actor was already replaced
-        policy = record.slot.policy
-        if notice.action == "stop":
-            record.state = "failed"
-            self._terminate(f"stage {notice.stage!r} failed and its policy is on_error='stop'")
+        with self._control:
+            index = self._index(notice.stage)
+            record = self.records[index]
+            if not _is_current(record, notice) or record.state == "stopped":
+                return  # replaced or stopped by a control call meanwhile
+            policy = record.slot.policy
+            if notice.action == "stop":
+                record.state = "failed"
+                self._terminate(f"stage {notice.stage!r} failed and its policy is on_error='stop'")
+                return
+            now = time.monotonic()
+            recent = record.restart_times
+            while recent and now - recent[0] > policy.restart_window:
+                recent.popleft()
+            if len(recent) >= policy.max_restarts:
+                record.state = "failed"
+                self._terminate(
+                    f"stage {notice.stage!r} failed after {len(recent)} restarts within "
+                    f"{policy.restart_window}s (max_restarts={policy.max_restarts}); stopping"
+                )
+                return
+            record.state = "restarting"
+            backoff = policy.backoff(len(recent))
+        if self._closing.wait(backoff):
             return
-        now = time.monotonic()
-        recent = record.restart_times
-        while recent and now - recent[0] > policy.restart_window:
-            recent.popleft()
-        if len(recent) >= policy.max_restarts:
-            record.state = "failed"
-            self._terminate(
-                f"stage {notice.stage!r} failed after {len(recent)} restarts within "
-                f"{policy.restart_window}s (max_restarts={policy.max_restarts}); stopping"
-            )
-            return
-        record.state = "restarting"
-        if self._closing.wait(policy.backoff(len(recent))):
-            return
-        recent.append(time.monotonic())
-        record.counters.restarts += 1
-        if notice.worker >= 0:  # one worker of a pool: the pool replaces it
-            record.ref.tell(ReplaceWorker(notice.worker, notice.actor_urn))
-            record.state = "running"
-            return
-        self._replace(index, record.slot.renewed(), CONTROL_TIMEOUT)
+        with self._control:
+            if self._closing.is_set() or not _is_current(record, notice):
+                return
+            if record.state != "restarting":
+                return  # stopped (or started again) by a control call during the back-off
+            record.restart_times.append(time.monotonic())
+            record.counters.restarts += 1
+            if notice.worker >= 0:  # one worker of a pool: that pool replaces it
+                record.ref.tell(ReplaceWorker(notice.worker, notice.actor_urn))
+                record.state = "running"
+                return
+            self._replace(index, record.slot.renewed(), timeout=0.0)
 
     # -- runtime control (from callers' threads) ----------------------------------
 
-    def stop_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> None:
+    def stop_stage(self, name: str, timeout: float | None) -> bool:
         """Stop a stage: it cleans up and holds every later item until started again."""
         with self._control:
+            self._check_open()
             record = self.records[self._index(name)]
             if record.state == "stopped":
-                return
-            self._ensure_handed_over(record, timeout)
+                return True
             record.ref.tell(Pause())
             record.state = "stopped"
+            paused: Future[BaseException | None] = Future()
+            record.ref.tell(WhenReady(paused))
+        return _wait(paused, timeout)
 
-    def start_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> None:
-        """Start a stopped stage on a new actor; the items it held go first."""
+    def start_stage(self, name: str, timeout: float | None) -> bool:
+        """Start a stopped (or failed) stage on a new actor; the items it held go first."""
         with self._control:
+            self._check_open()
             index = self._index(name)
-            if self.records[index].state == "running":
-                return
-            self._replace(index, self.records[index].slot, timeout)
+            record = self.records[index]
+            if record.state in ("running", "restarting"):
+                return True
+            slot = record.slot if record.state == "stopped" else _renewed(record.slot)
+            return self._replace(index, slot, timeout)
 
-    def restart_stage(self, name: str, timeout: float | None = CONTROL_TIMEOUT) -> None:
+    def restart_stage(self, name: str, timeout: float | None) -> bool:
         """Replace a stage's actor (and instance, if a class or factory was given)."""
         with self._control:
+            self._check_open()
             index = self._index(name)
+            slot = _renewed(self.records[index].slot)
             self.records[index].counters.restarts += 1
-            self._replace(index, self.records[index].slot.renewed(), timeout)
+            return self._replace(index, slot, timeout)
 
     def replace_stage(
         self,
         name: str,
         stage: StageCallable | type | None,
-        timeout: float | None = CONTROL_TIMEOUT,
+        timeout: float | None,
         factory: Callable[[], StageCallable] | None = None,
-    ) -> None:
+    ) -> bool:
         """Swap in another stage (instance, Stage class, or ``factory``) under the same name."""
         with self._control:
+            self._check_open()
             index = self._index(name)
             slot = self.records[index].slot.replaced_by(stage, factory)
-            self._replace(index, slot, timeout)
+            return self._replace(index, slot, timeout)
 
     def status(self) -> dict[str, StageStatus]:
         """Each stage's state and restart count, in pipeline order."""
@@ -182,60 +198,65 @@ class Supervisor:
             for r in self.records
         }
 
-    def _replace(self, index: int, slot: StageSlot, timeout: float | None) -> None:
-        with self._control:
-            if self._closing.is_set():
-                raise PipelineTerminated("the pipeline is stopping; no stage can be replaced")
-            record = self.records[index]
-            self._ensure_handed_over(record, timeout)
-            old, old_thread = record.ref, record.thread
-            downstream = (
-                self.records[index + 1].ref if index + 1 < len(self.records) else self._coordinator
-            )
-            upstream = self.records[index - 1].ref if index > 0 else self._coordinator
-            new = spawn_stage(slot, downstream, record.counters, held=True)
-            new_thread, _ = new.ask(Ready(), timeout=timeout)  # held: no setup has run yet
-            record.ref, record.slot, record.thread = new, slot, new_thread
-            record.state = "restarting"
-            upstream.tell(Relink(old, new))
-            if old_thread is not None:
-                old_thread.join(timeout)
-                if old_thread.is_alive():
-                    self.retired_threads.append(old_thread)
-                    record.busy_predecessor = old_thread
-                    logger.warning(
-                        "stage %r: the old actor is still busy after %ss; the new one takes "
-                        "over when it finishes",
-                        slot.name,
-                        timeout,
-                    )
-                    return
-            _, error = new.ask(Ready(), timeout=timeout)  # behind Resume: setup has run
-            record.state = "failed" if error is not None else "running"
+    def stopped_stages(self) -> list[StageRecord]:
+        """The stages a user stopped: a drain must flush what they hold."""
+        return [r for r in self.records if r.state == "stopped"]
 
-    def _ensure_handed_over(self, record: StageRecord, timeout: float | None) -> None:
-        """Refuse to touch a stage whose actor still waits for a busy predecessor.
-
-        Replacing or pausing it then could strand the items the busy actor will hand over.
-        """
-        busy = record.busy_predecessor
-        if busy is None:
-            return
-        busy.join(timeout)
-        if busy.is_alive():
+    def _replace(self, index: int, slot: StageSlot, timeout: float | None) -> bool:
+        """Hand stage ``index`` over to a new actor running ``slot``; True once it took over."""
+        record = self.records[index]
+        record.takeovers = [f for f in record.takeovers if not f.done()]
+        if len(record.takeovers) >= MAX_QUEUED_HANDOVERS:
+            _wait(record.takeovers[0], timeout)  # the call may return in time
+            record.takeovers = [f for f in record.takeovers if not f.done()]
+        if len(record.takeovers) >= MAX_QUEUED_HANDOVERS:
             raise StageBusy(
-                f"stage {record.slot.name!r} is still handing over from an actor busy in a "
-                f"stage call ({busy.name}); retry once that call returns"
+                f"stage {slot.name!r} already has {len(record.takeovers)} hand-overs queued "
+                "behind a stage call that has not returned; retry once it returns"
             )
-        record.busy_predecessor = None
-        _, error = record.ref.ask(Ready(), timeout=timeout)
-        record.state = "failed" if error is not None else "running"
+        old = record.ref
+        downstream = (
+            self.records[index + 1].ref if index + 1 < len(self.records) else self._coordinator
+        )
+        upstream = self.records[index - 1].ref if index > 0 else self._coordinator
+        new = spawn_stage(
+            self._group, slot, downstream, self._coordinator, record.counters, waiting=True
+        )
+        took_over: Future[BaseException | None] = Future()
+        new.tell(WhenReady(took_over))
+        with self._state_lock:
+            record.ref, record.slot, record.state = new, slot, "restarting"
+            record.takeovers.append(took_over)
+        self._slots[index] = slot
+        took_over.add_done_callback(functools.partial(self._took_over, record, new))
+        try:
+            upstream.tell(Relink(old, new))
+        except pykka.ActorDeadError:
+            raise PipelineTerminated(
+                f"the actor before stage {slot.name!r} has stopped; the pipeline is stopping"
+            ) from None
+        return _wait(took_over, timeout)
+
+    def _took_over(
+        self,
+        record: StageRecord,
+        ref: pykka.ActorRef[Any],
+        took_over: Future[BaseException | None],
+    ) -> None:
+        """A successor took over (on its thread): the stage runs again, or failed to set up."""
+        with self._state_lock:
+            if record.ref is ref and record.state == "restarting":
+                record.state = "failed" if took_over.result() is not None else "running"
+
+    def _check_open(self) -> None:
+        if self._closing.is_set():
+            raise PipelineTerminated("the pipeline is stopping; its stages cannot be changed")
 
     def _index(self, name: str) -> int:
         for index, record in enumerate(self.records):
             if record.slot.name == name:
                 return index
-        raise PipelineUndefined(
+        raise StageNotFound(
             f"no stage named {name!r}; stages are {[r.slot.name for r in self.records]}"
         )
 
@@ -245,3 +266,25 @@ class Supervisor:
         self._notices.put(None)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+
+def _is_current(record: StageRecord, notice: FailureNotice) -> bool:
+    """True if the actor that failed is still the one (or in the pool) running the stage."""
+    urn = notice.pool_urn if notice.worker >= 0 else notice.actor_urn
+    return record.ref.actor_urn == urn
+
+
+def _renewed(slot: StageSlot) -> StageSlot:
+    try:
+        return slot.renewed()
+    except Exception as exc:
+        raise InvalidStage(f"stage {slot.name!r}: its factory raised {describe(exc)}") from exc
+
+
+def _wait(future: Future[BaseException | None], timeout: float | None) -> bool:
+    """True if ``future`` resolved within ``timeout`` (the step then went through)."""
+    try:
+        future.result(timeout)
+    except TimeoutError:
+        return False
+    return True

@@ -3,193 +3,234 @@
 To the rest of the pipeline the pool is the stage's actor: it takes items from upstream,
 gives each to the least-busy worker, takes the results back and forwards them in input
 order (or as they finish with ``ordered=False``). It speaks the same hand-over protocol
-as a single stage actor, so the supervisor can stop, restart or replace a pooled stage,
-and it restarts single workers on the supervisor's request.
+as a single stage actor (``Endpoint``), so the supervisor can stop, restart or replace a
+pooled stage, and it replaces single workers when the supervisor asks.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Any, cast
+from concurrent.futures import Future
+from typing import Any
 
 import pykka
 
+from ._actors import ActorGroup
+from ._errors import StageError
+from ._handover import Endpoint, relink, settle_ready
 from ._messages import (
-    Handover,
+    FailureNotice,
     Item,
-    Pause,
-    Ready,
     Relink,
     ReplaceWorker,
-    Resume,
     Retire,
-    tell_quietly,
+    WhenReady,
+    send_home,
+    send_or_return,
 )
 from ._stage import StageSlot
 from ._stage_actor import StageActor
 from ._statistics import PoolCounters, StageCounters
 
 logger = logging.getLogger("pystream_actors")
-_WORKER_STOP_TIMEOUT = 30.0
 
 
-class WorkerPoolActor(pykka.ThreadingActor):
+class WorkerPoolActor(Endpoint):
     """Fans items out to N stage actors and merges their outputs in order."""
-
-    use_daemon_thread = True
 
     def __init__(
         self,
+        group: ActorGroup,
         slot: StageSlot,
         downstream: pykka.ActorRef[Any],
+        home: pykka.ActorRef[Any],
         counters: PoolCounters,
-        held: bool = False,
+        waiting: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            group, f"StageActor-{slot.name}-pool", slot.name, downstream, home, waiting
+        )
         self._slot = slot
-        self._name = slot.name
         self._ordered = slot.scaling.ordered
-        self._downstream = downstream
         self._counters = counters
         self._workers: list[pykka.ActorRef[Any]] = []
-        self._threads: list[threading.Thread] = []
         self._load: list[int] = []
         self._in_work: dict[int, tuple[Item, int]] = {}  # pool_seq -> (item, worker)
-        self._finished: dict[int, Item] = {}  # out-of-order outputs waiting their turn
+        self._finished: dict[int, Item | None] = {}  # out of order; None: went home failed
         self._next_in = 0
         self._next_out = 0
-        self._held: list[Item] | None = [] if held else None
-        self._successor: pykka.ActorRef[Any] | None = None
-        self._setup_error: BaseException | None = None
+        self._ready: list[Future[BaseException | None]] = []
+        self._workers_broken = False
 
-    def on_start(self) -> None:
-        threading.current_thread().name = f"StageActor-{self._name}-pool"
-        if self._held is None:
-            self._start_workers()
+    # -- Endpoint hooks ---------------------------------------------------------------
 
-    def _start_workers(self) -> None:
+    def start_work(self) -> None:
         try:
             self._slot.ensure_setup()  # a shared thread-safe instance is set up once, here
-        except Exception as exc:
-            self._setup_error = exc
-            logger.error("stage %r: setup() raised", self._name, exc_info=exc)
-        count = self._slot.scaling.workers
-        for index in range(count):
-            ref = StageActor.start(
-                self._slot.worker_slot(),
-                self.actor_ref,
-                self._counters.workers[index],
-                worker_index=index,
-            )
-            self._workers.append(ref)
+            slots = self._slot.worker_slots()
+        except BaseException as exc:
+            self.setup_error = exc
+            logger.error("stage %r: its workers could not be made", self.stage_name, exc_info=exc)
+            return
+        for index, worker_slot in enumerate(slots):
+            self._workers.append(self._spawn_worker(worker_slot, index, waiting=False))
             self._load.append(0)
-        for ref in self._workers:
-            thread, error = _ready(ref)
-            self._threads.append(thread)
-            self._setup_error = self._setup_error or error
 
-    def on_receive(self, message: Any) -> Any:
+    def _spawn_worker(self, slot: StageSlot, index: int, waiting: bool) -> pykka.ActorRef[Any]:
+        ref = self._group.spawn(
+            StageActor,
+            slot,
+            self.actor_ref,
+            self.home,
+            self._counters.workers[index],
+            owned=True,
+            waiting=waiting,
+            worker_index=index,
+            pool_urn=self.actor_urn,
+        )
+        ready: Future[BaseException | None] = Future()
+        ref.tell(WhenReady(ready))
+        self._ready = [f for f in self._ready if not f.done()] + [ready]
+        return ref
+
+    def stop_work(self, final: bool) -> None:
+        for ref in self._workers:
+            try:
+                ref.tell(Retire(then_stop=final))
+            except pykka.ActorDeadError:
+                pass
+        try:
+            self._slot.cleanup()  # the shared instance, if the pool set it up
+        except BaseException as exc:
+            logger.error("stage %r: cleanup() raised", self.stage_name, exc_info=exc)
+
+    def on_stop(self) -> None:
+        super().on_stop()
+        for ref in self._workers:  # after their cleanup (a no-op if it already ran)
+            try:
+                ref.tell(Retire(then_stop=True))
+            except pykka.ActorDeadError:
+                pass
+
+    def busy(self) -> bool:
+        return bool(self._in_work)
+
+    def receive(self, message: Any) -> Any:
         if type(message) is Item:
             entry = self._in_work.get(message.pool_seq)
             if entry is not None and entry[0] is message:
                 self._returned(message)
-            elif self._held is not None:
-                self._held.append(message)
-            else:
-                self._dispatch(message)
-        elif isinstance(message, Ready):
-            return threading.current_thread(), self._setup_error
-        elif isinstance(message, Relink):
-            self._downstream = message.successor
-            tell_quietly(message.predecessor, Handover(message.successor))
-        elif isinstance(message, Handover):
-            self._successor = message.successor
-            self._hand_over_when_idle()
-        elif isinstance(message, Resume):
-            self._resume(message.held)
-        elif isinstance(message, Pause):
-            self._held = self._held if self._held is not None else []
-            self._retire_workers()
-        elif isinstance(message, Retire):
-            self._retire_workers()
-        elif isinstance(message, ReplaceWorker):
-            self._replace_worker(message.index, message.actor_urn)
-        else:
-            logger.warning("pool %r ignored an unexpected message %r", self._name, message)
-        return None
+                return None
+        elif isinstance(message, WhenReady) and not self.waiting:
+            self._answer_when_workers_ready(message.done)
+            return None
+        return super().receive(message)
 
-    def _dispatch(self, item: Item) -> None:
+    def other_message(self, message: Any) -> Any:
+        if isinstance(message, ReplaceWorker):
+            self._replace_worker(message.index, message.actor_urn)
+            return None
+        return super().other_message(message)
+
+    # -- items --------------------------------------------------------------------------
+
+    def work(self, item: Item) -> None:
+        if not self._workers or self._workers_broken:  # no usable workers: fail it here
+            self._fail_unstaffed(item)
+            return
         worker = min(range(len(self._workers)), key=self._load.__getitem__)
         item.pool_seq = self._next_in
         self._next_in += 1
         self._in_work[item.pool_seq] = (item, worker)
         self._load[worker] += 1
-        tell_quietly(self._workers[worker], item)
+        try:
+            self._workers[worker].tell(item)
+        except pykka.ActorDeadError:
+            item.drop(f"a worker of stage {self.stage_name!r} had stopped")
+            self._returned(item)
 
     def _returned(self, item: Item) -> None:
         _, worker = self._in_work.pop(item.pool_seq)
         self._load[worker] -= 1
-        if not self._ordered:
-            tell_quietly(self._downstream, item)
+        if not item.is_live:
+            send_home(self.home, item)  # its outcome is known: it need not wait for order
+            if self._ordered:
+                self._finished[item.pool_seq] = None
+        elif not self._ordered:
+            send_or_return(self.downstream, self.home, item, self.stage_name)
         else:
             self._finished[item.pool_seq] = item
-            while self._next_out in self._finished:
-                tell_quietly(self._downstream, self._finished.pop(self._next_out))
-                self._next_out += 1
-        if self._successor is not None:
-            self._hand_over_when_idle()
+        while self._next_out in self._finished:
+            ready = self._finished.pop(self._next_out)
+            self._next_out += 1
+            if ready is not None:
+                send_or_return(self.downstream, self.home, ready, self.stage_name)
+        self.hand_over_when_idle()
 
-    def _hand_over_when_idle(self) -> None:
-        """Finish once every item given to a worker came back and went downstream."""
-        if self._in_work or self._successor is None:
+    def _fail_unstaffed(self, item: Item) -> None:
+        error = self.setup_error or RuntimeError("the stage has no workers")
+        item.error = StageError(self.stage_name, item.seq, error, item.data)
+        item.data = None
+        self._counters.failed += 1
+        action = self._slot.policy.on_error
+        if action != "skip":
+            item.failure_action = FailureNotice(self.stage_name, action, self.actor_urn)
+            self.hold()
+        send_home(self.home, item)
+
+    # -- workers ------------------------------------------------------------------------
+
+    def _answer_when_workers_ready(self, done: Future[BaseException | None]) -> None:
+        pending = [f for f in self._ready if not f.done()]
+        if not pending:
+            settle_ready(done, self._first_error())
             return
-        held, self._held = tuple(self._held or ()), None
-        self._retire_workers()
-        tell_quietly(self._successor, Resume(held))
-        self._successor = None
-        self.stop()
+        remaining = [len(pending)]
 
-    def _resume(self, inherited: tuple[Item, ...]) -> None:
-        own, self._held = self._held or [], None
-        self._start_workers()
-        for item in (*inherited, *own):
-            self._dispatch(item)
+        def one_ready(_: Future[BaseException | None]) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                settle_ready(done, self._first_error())
+
+        for future in pending:
+            future.add_done_callback(one_ready)
+
+    def _first_error(self) -> BaseException | None:
+        if self.setup_error is not None:
+            return self.setup_error
+        for future in self._ready:
+            if future.done() and future.result() is not None:
+                return future.result()
+        return None
 
     def _replace_worker(self, index: int, actor_urn: str) -> None:
+        if index >= len(self._workers) or self._workers[index].actor_urn != actor_urn:
+            return  # already replaced, or this pool was rebuilt since the failure
         old = self._workers[index]
-        if old.actor_urn != actor_urn:
-            return  # already replaced
-        new = StageActor.start(
-            self._slot.worker_slot(),
-            self.actor_ref,
-            self._counters.workers[index],
-            held=True,
-            worker_index=index,
-        )
-        thread, _ = _ready(new)
-        self._threads.append(thread)
-        self._workers[index] = new
-        tell_quietly(old, Handover(new))
-
-    def _retire_workers(self) -> None:
-        for ref in self._workers:
-            tell_quietly(ref, Retire())
         try:
-            self._slot.cleanup()  # the shared instance, if the pool set it up
-        except Exception as exc:
-            logger.error("stage %r: cleanup() raised", self._name, exc_info=exc)
+            slot = self._slot.worker_slot()
+        except BaseException as exc:  # the factory failed: the pool cannot be staffed
+            logger.error("stage %r: a worker could not be replaced", self.stage_name, exc_info=exc)
+            self.setup_error = exc
+            self._workers_broken = True
+            return
+        new = self._spawn_worker(slot, index, waiting=True)
+        self._workers[index] = new
+        relink(Relink(old, new))
 
-    def on_stop(self) -> None:
+    def crashed(self, exc: BaseException) -> None:
+        reason = f"the pool of stage {self.stage_name!r} crashed ({type(exc).__name__})"
+        for item in self._finished.values():
+            if item is not None:
+                item.drop(reason)
+                send_home(self.home, item)
+        self._finished.clear()
         for ref in self._workers:
             try:
-                ref.stop(block=False)
+                ref.tell(Retire(then_stop=True))
             except pykka.ActorDeadError:
                 pass
-        for thread in self._threads:
-            thread.join(_WORKER_STOP_TIMEOUT)
-            if thread.is_alive():
-                logger.warning("%s did not stop in time; it is left running", thread.name)
+        super().crashed(exc)
 
 
 def counters_for(slot: StageSlot, timed: bool = True) -> StageCounters:
@@ -200,15 +241,15 @@ def counters_for(slot: StageSlot, timed: bool = True) -> StageCounters:
 
 
 def spawn_stage(
-    slot: StageSlot, downstream: pykka.ActorRef[Any], counters: StageCounters, held: bool = False
+    group: ActorGroup,
+    slot: StageSlot,
+    downstream: pykka.ActorRef[Any],
+    home: pykka.ActorRef[Any],
+    counters: StageCounters,
+    waiting: bool = False,
 ) -> pykka.ActorRef[Any]:
     """Start the actor that runs ``slot``: a single stage actor or a worker pool."""
     if slot.scaling.pooled:
         assert isinstance(counters, PoolCounters)
-        return WorkerPoolActor.start(slot, downstream, counters, held)
-    return StageActor.start(slot, downstream, counters, held)
-
-
-def _ready(ref: pykka.ActorRef[Any]) -> tuple[threading.Thread, BaseException | None]:
-    """A new worker's thread and setup error (it answers at once: it is idle)."""
-    return cast("tuple[threading.Thread, BaseException | None]", ref.ask(Ready()))
+        return group.spawn(WorkerPoolActor, slot, downstream, home, counters, waiting)
+    return group.spawn(StageActor, slot, downstream, home, counters, waiting)

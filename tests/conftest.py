@@ -7,13 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from pystream_actors._pipeline import _live_pipelines, cleanup_live_pipelines
+from pystream_actors._lifecycle import running_handles, stop_all_running
 
 _OUR_THREAD_PREFIXES = (
     "StageActor",
     "CoordinatorActor",
     "pystream-input-loop",
     "pystream-supervisor",
+    "pystream-stopper",
 )
 
 
@@ -38,8 +39,8 @@ def no_leaked_threads() -> Iterator[None]:
     """Fail a test that leaves a running pipeline or one of its threads behind."""
     before = set(our_threads())
     yield
-    still_running = [p for p in list(_live_pipelines) if p.handle.is_running]
-    cleanup_live_pipelines()
+    still_running = running_handles()
+    stop_all_running()
     for thread in our_threads():
         thread.join(10)
     leaked_threads = [t for t in our_threads() if t not in before]

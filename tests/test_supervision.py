@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import pystream_actors as ps
+from pystream_actors._supervisor import MAX_QUEUED_HANDOVERS
 
 FAILING = frozenset(random.Random(7).sample(range(300), 30))  # a random 10% of items
 
@@ -417,9 +418,10 @@ def test_replace_stage_with_a_factory_builds_fresh_instances() -> None:
     assert made == [1, 10, 10]
 
 
-def test_control_of_a_stage_still_handing_over_from_a_busy_actor_is_refused() -> None:
-    """While the old actor is stuck in a stage call, a second control call raises StageBusy;
-    once it returns, every item comes out, in order."""
+def test_control_calls_queue_behind_a_busy_stage_call_and_lose_nothing() -> None:
+    """While the old actor is stuck in a stage call, control calls return False and queue in
+    order; past the queue limit one is refused with StageBusy; once the call returns, every
+    item comes out, in order, and the stage runs."""
     release = threading.Event()
     entered = threading.Event()
 
@@ -431,16 +433,22 @@ def test_control_of_a_stage_still_handing_over_from_a_busy_actor_is_refused() ->
 
     pipeline = ps.Pipeline()
     pipeline.add(sticky, "Sticky")
-    with pipeline.parallelize(capacity=20):
+    with pipeline.parallelize(capacity=40):
         futures = [pipeline.handle.submit(i) for i in range(10)]
         assert entered.wait(30)
-        pipeline.handle.restart_stage("Sticky", timeout=0.05)  # the old actor is busy: returns
+        assert pipeline.handle.restart_stage("Sticky", timeout=0.05) is False
+        assert pipeline.handle.status()["Sticky"].state == "restarting"
+        futures += [pipeline.handle.submit(i) for i in range(10, 15)]
+        assert pipeline.handle.stop_stage("Sticky", timeout=0.05) is False
+        futures += [pipeline.handle.submit(i) for i in range(15, 20)]
+        for _ in range(MAX_QUEUED_HANDOVERS - 1):
+            assert pipeline.handle.start_stage("Sticky", timeout=0.05) is False
+            assert pipeline.handle.stop_stage("Sticky", timeout=0.05) is False
         with pytest.raises(ps.StageBusy, match="Sticky"):
-            pipeline.handle.restart_stage("Sticky", timeout=0.05)
-        with pytest.raises(ps.StageBusy):
-            pipeline.handle.stop_stage("Sticky", timeout=0.05)
+            pipeline.handle.start_stage("Sticky", timeout=0.05)
+        assert not any(f.done() for f in futures)
         release.set()
-        pipeline.handle.restart_stage("Sticky", timeout=30)
-        futures += [pipeline.handle.submit(i) for i in range(10, 20)]
-        assert [f.result(timeout=30) for f in futures] == list(range(20))
+        assert pipeline.handle.start_stage("Sticky", timeout=30) is True
+        futures += [pipeline.handle.submit(i) for i in range(20, 30)]
+        assert [f.result(timeout=30) for f in futures] == list(range(30))
         assert pipeline.handle.status()["Sticky"].state == "running"
