@@ -1,227 +1,149 @@
-"""PyStream 0.2.0's side of the benchmark suite: the same workloads, printed as JSON.
+"""PyStream 0.2.0's side of the benchmark suite: a server that times PyStream chains.
 
 Runs inside ``.venv-pystream`` (PyStream 0.2.0 imports only with numpy<2 beside the
-pandas it pins, so it cannot share the project's virtualenv); ``suite.py`` starts it as a
-subprocess and puts its figures in the same table. It measures:
+pandas it pins, so it cannot share the project's virtualenv). ``pystream_remote.py``
+starts it once per suite run and sends it one JSON line per request on stdin; every
+answer is one JSON line on stdout. The timing is ``harness.Local``, the same code that
+times every other variant, so PyStream is measured like the others:
 
-- ``overhead``: four no-op stages in PyStream's parallel mode (a thread per stage joined
-  by ``Queue(maxsize=1)``), items/s and microseconds per hop;
-- ``latency``: one item at a time (``forward`` then ``get_results``) in serial mode, where
-  PyStream runs every stage in the caller's thread: p50/p99;
-- ``sleep``: four 2 ms sleeping stages in parallel mode, items/s;
-- ``opencv``: the four OpenCV stages of ``cpu_stages.py`` in parallel mode, items/s (only
-  if OpenCV is installed in that virtualenv).
+- a batch ends when the last item's output has been delivered to the caller by
+  ``get_results()``. In parallel mode PyStream keeps only the newest output when the
+  caller is slow to read it (a lossy last queue), so ``delivered`` may be below the
+  batch size; outputs are recognised by the index every payload carries;
+- a one-at-a-time round trip is ``forward(item)`` then ``get_results()`` (blocking in
+  parallel mode);
+- ``close`` returns only after ``Pipeline.cleanup()`` (about 2 s in parallel mode), so no
+  cleanup runs in the background of the next workload.
 
-PyStream's parallel mode keeps only the latest output (``get_results`` is lossy), so a
-run's end is detected by the last stage itself: it counts the items it has finished and
-sets an event at the last one. Throughput is the best of ``--repeats`` runs, each after
-a warm-up; a hop is one stage-to-stage transfer and ``us_per_hop`` = wall time /
-(items x 4), as in ``suite.py``.
+Requests: ``{"op": "build", "stages": [...], "payload": kind, "mode": m}`` -> ``{"id": n}``;
+``{"op": "batch", "id": n, "count": c}`` -> ``{"seconds", "in_order", "delivered"}``;
+``{"op": "ones", "id": n, "start": s, "count": c}`` -> ``{"samples": [...]}``;
+``{"op": "close", "id": n}``; ``{"op": "versions"}``. A failure answers ``{"error": text}``,
+a missing module ``{"unavailable": text}``.
 
-    .venv-pystream/bin/python benchmarks/pystream_workloads.py --repeats 3
+    .venv-pystream/bin/python benchmarks/pystream_workloads.py   # then type requests
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
-import math
 import platform
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TextIO
 
-STAGES = 4
-RUN_TIMEOUT = 120.0
-
-
-def noop(data: Any) -> Any:
-    """A stage that does nothing."""
-    return data
+import stage_sets
+from harness import RESULT_TIMEOUT, Local, error_text
 
 
-def sleep_2ms(data: Any) -> Any:
-    """A stage that waits 2 ms (a sleep releases the GIL, like I/O)."""
-    time.sleep(0.002)
-    return data
+class PyStreamChain:
+    """A PyStream pipeline of the named stages, in serial or parallel mode."""
 
+    def __init__(self, pystream: Any, stages: Sequence[str], mode: str) -> None:
+        self.pipeline = pystream.Pipeline()
+        for index, name in enumerate(stages, start=1):
+            self.pipeline.add(stage_sets.stage(name), f"S{index}")
+        if mode == "serial":
+            self.pipeline.serialize()
+        else:
+            self.pipeline.parallelize(
+                block_input=True,
+                input_timeout=RESULT_TIMEOUT,
+                block_output=True,
+                output_timeout=RESULT_TIMEOUT,
+            )
 
-class CountingStage:
-    """Wraps the last stage: counts finished items and sets ``done`` at the expected one."""
-
-    def __init__(self, stage: Callable[[Any], Any]) -> None:
-        self.stage = stage
-        self.count = 0
-        self.expected = -1
-        self.done = threading.Event()
-
-    def arm(self, expected: int) -> None:
-        """Expect ``expected`` more items (call while the pipeline is idle)."""
-        self.count = 0
-        self.expected = expected
-        self.done.clear()
-
-    def __call__(self, data: Any) -> Any:
-        out = self.stage(data)
-        self.count += 1
-        if self.count == self.expected:
-            self.done.set()
-        return out
-
-
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    if not sorted_values:
-        return math.nan
-    return sorted_values[max(1, math.ceil(fraction * len(sorted_values))) - 1]
-
-
-def parallel_throughput(
-    pystream: Any,
-    stages: Sequence[Callable[[Any], Any]],
-    make_item: Callable[[int], Any],
-    items: int,
-    repeats: int,
-    warmup: int,
-) -> dict[str, Any]:
-    """Best-of-``repeats`` wall time for ``items`` through a parallel PyStream pipeline."""
-    counter = CountingStage(stages[-1])
-    pipeline = pystream.Pipeline()
-    for index, stage in enumerate(stages[:-1]):
-        pipeline.add(stage, f"S{index + 1}")
-    pipeline.add(counter, f"S{len(stages)}")
-    pipeline.parallelize(block_input=True, input_timeout=RUN_TIMEOUT)
-    payloads = [make_item(i) for i in range(items)]
-
-    def run(count: int) -> float:
-        counter.arm(count)
-        refused: list[int] = []
+    def batch(self, payloads: Sequence[Any]) -> tuple[float, list[Any]]:
+        forward, last = self.pipeline.forward, stage_sets.key(payloads[-1])
+        refused: list[Any] = []
 
         def feed() -> None:
-            for payload in payloads[:count]:
-                if not pipeline.forward(payload):
-                    refused.append(1)
+            refused.extend(p for p in payloads if not forward(p))
 
+        feeder = threading.Thread(target=feed, name="pystream-feeder", daemon=True)
+        outputs: list[Any] = []
         started = time.perf_counter()
-        feeder = threading.Thread(target=feed, name="pystream-feeder")
         feeder.start()
-        finished = counter.done.wait(RUN_TIMEOUT)
+        while not outputs or stage_sets.key(outputs[-1]) != last:
+            outputs.append(self._result())
         wall = time.perf_counter() - started
         feeder.join()
-        if not finished or refused:
-            raise RuntimeError(f"PyStream finished {counter.count} of {count} items in time")
-        return wall
+        if refused:
+            raise RuntimeError(f"PyStream refused {len(refused)} items")
+        return wall, outputs
 
-    try:
-        run(min(warmup, items))
-        best = min(run(items) for _ in range(repeats))
-    finally:
-        # PyStream's cleanup sleeps about 2 s; let it run while the next workload measures.
-        threading.Thread(target=pipeline.cleanup, name="pystream-cleanup", daemon=True).start()
-    return {
-        "items": items,
-        "seconds": best,
-        "items_per_s": items / best,
-        "us_per_hop": best / (items * STAGES) * 1e6,
-    }
+    def one(self, payload: Any) -> Any:
+        self.pipeline.forward(payload)
+        return self._result()
 
+    def _result(self) -> Any:
+        out = self.pipeline.get_results()
+        if out is None:
+            raise RuntimeError(f"no output from PyStream within {RESULT_TIMEOUT:.0f} s")
+        return out
 
-def serial_latency(pystream: Any, samples: int, repeats: int) -> dict[str, Any]:
-    """One item at a time through a serial PyStream pipeline of four no-op stages."""
-    pipeline = pystream.Pipeline()
-    for index in range(STAGES):
-        pipeline.add(noop, f"S{index + 1}")
-    pipeline.serialize()
-    for i in range(min(200, samples)):  # warm-up
-        pipeline.forward(i)
-        pipeline.get_results()
-    latencies: list[float] = []
-    for _ in range(repeats):
-        for i in range(samples):
-            started = time.perf_counter()
-            pipeline.forward(i)
-            out = pipeline.get_results()
-            latencies.append(time.perf_counter() - started)
-            if out != i:
-                raise RuntimeError(f"PyStream serial returned {out!r} for {i}")
-    pipeline.cleanup()
-    latencies.sort()
-    return {
-        "samples": len(latencies),
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-    }
+    def close(self) -> None:
+        self.pipeline.cleanup()
 
 
-def guarded(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run one workload; a failure becomes ``{"error": reason}`` instead of a crash."""
-    try:
-        return work()
-    except Exception as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"}
+class Server:
+    """The chains built so far, by id, and the requests that use them."""
+
+    def __init__(self, pystream: Any) -> None:
+        self.pystream = pystream
+        self.chains: dict[int, Local] = {}
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request["op"]
+        if op == "versions":
+            import numpy
+
+            return {
+                "python": platform.python_version(),
+                "pystream": getattr(self.pystream, "__version__", "0.2.0"),
+                "numpy": numpy.__version__,
+            }
+        if op == "build":
+            chain = PyStreamChain(self.pystream, request["stages"], request["mode"])
+            number = len(self.chains) + 1
+            payload = stage_sets.PAYLOADS[request["payload"]]
+            self.chains[number] = Local(chain, payload, stage_sets.key)
+            return {"id": number}
+        timed = self.chains[request["id"]]
+        if op == "batch":
+            return dataclasses.asdict(timed.time_batch(request["count"]))
+        if op == "ones":
+            return {"samples": timed.time_ones(request["start"], request["count"])}
+        if op == "close":
+            self.chains.pop(request["id"]).close()
+            return {}
+        raise ValueError(f"unknown op {op!r}")
 
 
-def opencv_workload(pystream: Any, items: int, repeats: int) -> dict[str, Any]:
-    """The four OpenCV stages of ``cpu_stages.py`` in parallel mode."""
-    try:
-        import cpu_stages
-        import cv2
-    except ImportError as exc:
-        return {"error": f"OpenCV is not installed in this virtualenv ({exc})"}
-    cpu_stages.single_threaded_opencv()
-    frame = cpu_stages.make_frame()
-    result = parallel_throughput(
-        pystream, cpu_stages.OPENCV_STAGES, lambda _: frame, items, repeats, warmup=20
-    )
-    result["opencv"] = cv2.__version__
-    return result
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Command-line options (``suite.py`` passes its own sizes)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--overhead-items", type=int, default=5000)
-    parser.add_argument("--latency-samples", type=int, default=1000)
-    parser.add_argument("--sleep-items", type=int, default=250)
-    parser.add_argument("--opencv-items", type=int, default=120)
-    parser.add_argument("--repeats", type=int, default=3)
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Measure every workload and print one JSON object on stdout."""
-    args = parse_args(argv)
+def serve(requests: TextIO, answers: TextIO) -> None:
+    """Answer each request line with one JSON line until the input ends."""
     try:
         import pystream  # type: ignore[import-not-found]
     except Exception as exc:
-        print(json.dumps({"error": f"cannot import pystream: {type(exc).__name__}: {exc}"}))
-        return 0
-    import numpy
-
-    results: dict[str, Any] = {
-        "versions": {
-            "python": platform.python_version(),
-            "pystream": getattr(pystream, "__version__", "?"),
-            "numpy": numpy.__version__,
-        },
-        "overhead": guarded(
-            lambda: parallel_throughput(
-                pystream, [noop] * STAGES, int, args.overhead_items, args.repeats, warmup=500
-            )
-        ),
-        "latency": guarded(lambda: serial_latency(pystream, args.latency_samples, args.repeats)),
-        "sleep": guarded(
-            lambda: parallel_throughput(
-                pystream, [sleep_2ms] * STAGES, int, args.sleep_items, args.repeats, warmup=20
-            )
-        ),
-        "opencv": guarded(lambda: opencv_workload(pystream, args.opencv_items, args.repeats)),
-    }
-    print(json.dumps(results))
-    return 0
+        answers.write(json.dumps({"error": f"cannot import pystream: {error_text(exc)}"}) + "\n")
+        answers.flush()
+        return
+    server = Server(pystream)
+    for line in requests:
+        try:
+            answer = server.handle(json.loads(line))
+        except ImportError as exc:  # e.g. no OpenCV in that virtualenv: n/a, not a failure
+            answer = {"unavailable": error_text(exc)}
+        except Exception as exc:
+            answer = {"error": error_text(exc)}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    protocol = sys.stdout
+    sys.stdout = sys.stderr  # anything PyStream prints must not mix with the answers
+    serve(sys.stdin, protocol)

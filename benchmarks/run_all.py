@@ -37,8 +37,23 @@ KNOWN = (
     "statistics_overhead.py",
 )
 """Run after the suite, in this order."""
-HELPERS = frozenset({"run_all.py", SUITE, "pystream_workloads.py", "cpu_stages.py"})
-"""Modules that are not stand-alone benchmarks."""
+HELPERS = frozenset(
+    {
+        "run_all.py",
+        SUITE,
+        "cpu_stages.py",
+        "harness.py",
+        "machine.py",
+        "overload_row.py",
+        "pystream_remote.py",
+        "pystream_workloads.py",
+        "report.py",
+        "runners.py",
+        "stage_sets.py",
+        "workloads.py",
+    }
+)
+"""Modules that are not stand-alone benchmarks (the suite's parts)."""
 
 QUICK_OPTIONS: dict[str, tuple[tuple[str, str | None], ...]] = {
     SUITE: (("--quick", None),),
