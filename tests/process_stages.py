@@ -41,3 +41,16 @@ class CountingStage(ps.Stage):
 
     def cleanup(self) -> None:
         pass
+
+
+class BadStr(Exception):
+    """An exception whose message cannot even be formatted."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+def raise_bad_str_on_one(item: int) -> int:
+    if item == 1:
+        raise BadStr
+    return item

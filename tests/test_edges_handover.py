@@ -1,0 +1,292 @@
+"""Regression tests: runtime control at the edges never loses, duplicates or reorders an item.
+
+Each test names the defect of issue 10 it pins (``#n``).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+import pystream_actors as ps
+from tests import process_stages
+from tests.conftest import our_threads
+
+
+def outcomes(futures: list[Future[Any]], timeout: float = 30) -> list[Any]:
+    """Each future's result, or the exception it raised (waits up to ``timeout`` each)."""
+    settled: list[Any] = []
+    for future in futures:
+        try:
+            settled.append(future.result(timeout=timeout))
+        except ps.PyStreamError as error:
+            settled.append(error)
+    return settled
+
+
+class Gate:
+    """A stage that blocks on item ``hold`` until released; records what it saw."""
+
+    def __init__(self, hold: int) -> None:
+        self.hold = hold
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, x: int) -> int:
+        if x == self.hold:
+            self.entered.set()
+            assert self.release.wait(30)
+        return x
+
+
+def test_restart_downstream_while_upstream_hands_over_from_a_busy_call() -> None:
+    """#1: A stuck mid-call, restart A (returns early), then restart B: when the old A
+    finishes, its items reach the new B; every future resolves, in order."""
+    gate = Gate(hold=0)
+    pipeline = ps.Pipeline()
+    pipeline.add(gate, "A")
+    pipeline.add(lambda x: x * 10, "B")
+    with pipeline.parallelize(capacity=32):
+        futures = [pipeline.handle.submit(i) for i in range(10)]
+        assert gate.entered.wait(30)
+        assert pipeline.handle.restart_stage("A", timeout=0.05) is False
+        assert pipeline.handle.restart_stage("B", timeout=0.05) is False  # B waits for A
+        futures += [pipeline.handle.submit(i) for i in range(10, 20)]
+        gate.release.set()
+        assert outcomes(futures, timeout=10) == [i * 10 for i in range(20)]
+        assert pipeline.statistics().in_flight == 0
+        assert pipeline.handle.restart_stage("B", timeout=30) is True
+        assert pipeline.handle.ask(7, timeout=30) == 70
+
+
+def test_pool_restarted_during_a_worker_back_off_keeps_every_item() -> None:
+    """#2: a worker fails under "restart"; restart_stage on the pool during its back-off,
+    while the new pool still waits for the old one: the worker replacement goes to the
+    pool that asked (now gone), never to the waiting new pool; nothing is lost."""
+    failed_once = threading.Event()
+    release = threading.Event()
+
+    class Flaky(ps.Stage):
+        def __call__(self, x: int) -> int:
+            if x == 0:
+                assert release.wait(30)
+            if x == 1 and not failed_once.is_set():
+                failed_once.set()
+                raise RuntimeError("glitch")
+            return x
+
+        def cleanup(self) -> None:
+            pass
+
+    pipeline = ps.Pipeline()
+    pipeline.add(
+        Flaky, "Pool", workers=2, on_error="restart", restart_backoff=(0.2, 0.2), max_restarts=10
+    )
+    with pipeline.parallelize(capacity=16):
+        futures = [pipeline.handle.submit(i) for i in range(2)]
+        with pytest.raises(ps.StageError):
+            futures[1].result(timeout=30)
+        assert pipeline.handle.restart_stage("Pool", timeout=0.05) is False  # item 0 is stuck
+        futures += [pipeline.handle.submit(i) for i in range(2, 10)]
+        with pytest.raises(TimeoutError):
+            futures[0].result(timeout=1.0)  # the 0.2 s back-off ends meanwhile
+        release.set()
+        assert futures[0].result(timeout=10) == 0
+        assert outcomes(futures[2:], timeout=10) == list(range(2, 10))
+        assert pipeline.handle.ask(99, timeout=30) == 99
+        assert pipeline.handle.status()["Pool"].state == "running"
+
+
+def test_stop_stage_during_a_failure_back_off_is_not_undone() -> None:
+    """#8: stop_stage made during a restart back-off holds: the stage stays stopped and
+    processes nothing until start_stage."""
+    seen: list[int] = []
+
+    def fails_on_zero(x: int) -> int:
+        seen.append(x)
+        if x == 0:
+            raise RuntimeError("boom")
+        return x
+
+    pipeline = ps.Pipeline()
+    pipeline.add(fails_on_zero, "A", on_error="restart", restart_backoff=(0.3, 0.3))
+    with pipeline.parallelize(capacity=8):
+        with pytest.raises(ps.StageError):
+            pipeline.handle.ask(0, timeout=30)
+        assert pipeline.handle.stop_stage("A", timeout=30) is True
+        later = pipeline.handle.submit(1)
+        with pytest.raises(TimeoutError):
+            later.result(timeout=1.0)  # well past the 0.3 s back-off: still stopped
+        assert pipeline.handle.status()["A"].state == "stopped"
+        assert seen == [0]
+        assert pipeline.handle.start_stage("A", timeout=30) is True
+        assert later.result(timeout=30) == 1
+
+
+def test_control_call_with_zero_timeout_leaks_nothing() -> None:
+    """#10: restart_stage(timeout=0) raises no pykka error and leaves no thread."""
+    before = set(our_threads())
+    pipeline = ps.Pipeline()
+    pipeline.add(lambda x: x + 1, "A")
+    pipeline.parallelize()
+    for _ in range(5):
+        pipeline.handle.restart_stage("A", timeout=0)
+    assert pipeline.handle.ask(1, timeout=30) == 2
+    pipeline.cleanup()
+    assert set(our_threads()) <= before
+
+
+def test_a_worker_factory_failing_for_a_later_worker_is_an_initiation_error() -> None:
+    """#10: a factory that fails for the second worker: PipelineInitiationError, no thread."""
+    made = 0
+
+    def factory() -> Any:
+        nonlocal made
+        made += 1
+        if made == 2:
+            raise OSError("second camera missing")
+        return lambda x: x
+
+    before = set(our_threads())
+    pipeline = ps.Pipeline()
+    pipeline.add(factory=factory, name="Pool", workers=3)
+    with pytest.raises(ps.PipelineInitiationError, match="Pool"):
+        pipeline.parallelize()
+    assert set(our_threads()) <= before
+    assert not pipeline.handle.is_running
+
+
+def test_cleanup_with_a_stopped_stage_returns_and_settles_its_items() -> None:
+    """#17: stop_stage; submit; cleanup() returns, the held item fails naming the stage."""
+    pipeline = ps.Pipeline()
+    pipeline.add(lambda x: x, "A")
+    pipeline.add(lambda x: x, "B")
+    pipeline.parallelize()
+    pipeline.handle.stop_stage("B")
+    future = pipeline.handle.submit(1)
+    cleaner = threading.Thread(target=pipeline.cleanup)
+    cleaner.start()
+    cleaner.join(30)
+    assert not cleaner.is_alive()
+    with pytest.raises(ps.ItemDropped, match="'B' was stopped"):
+        future.result(timeout=0)
+
+
+def test_rebuild_keeps_the_replacement_and_cleans_it_up() -> None:
+    """#18: a rebuild in the other mode keeps replace_stage's stage; its cleanup runs."""
+    events: list[str] = []
+
+    class Tagged(ps.Stage):
+        def __init__(self, tag: str) -> None:
+            self.tag = tag
+
+        def setup(self) -> None:
+            events.append(f"setup {self.tag}")
+
+        def __call__(self, x: int) -> str:
+            return f"{self.tag}{x}"
+
+        def cleanup(self) -> None:
+            events.append(f"cleanup {self.tag}")
+
+    pipeline = ps.Pipeline()
+    pipeline.add(Tagged("old"), "S")
+    pipeline.parallelize()
+    pipeline.handle.replace_stage("S", Tagged("new"))
+    assert pipeline.handle.ask(1, timeout=30) == "new1"
+    pipeline.serialize()
+    assert pipeline.handle.ask(2, timeout=30) == "new2"
+    pipeline.cleanup()
+    assert events == [
+        "setup old",
+        "cleanup old",
+        "setup new",
+        "cleanup new",  # the rebuild: cleaned on the old thread...
+        "setup new",  # ...set up on the new one
+        "cleanup new",
+    ]
+
+
+def test_readers_keep_reading_across_a_rebuild() -> None:
+    """#18: results() and dead_letters() readers go on after a rebuild in the other mode."""
+
+    def odd_fails(x: int) -> int:
+        if x % 2:
+            raise ValueError(x)
+        return x
+
+    pipeline = ps.Pipeline()
+    pipeline.add(odd_fails, "S")
+    pipeline.parallelize()
+    results = pipeline.handle.results(timeout=30)
+    letters = pipeline.handle.dead_letters(timeout=30)
+    pipeline.handle.submit(0)
+    pipeline.handle.submit(1)
+    assert next(results) == 0
+    assert next(letters).data == 1
+    pipeline.serialize()
+    pipeline.handle.submit(2)
+    pipeline.handle.submit(3)
+    assert next(results) == 2
+    assert next(letters).data == 3
+    pipeline.cleanup()
+    assert list(results) == []  # the final stop ends the reader
+
+
+def test_a_killed_worker_process_is_replaced_under_skip() -> None:
+    """#20: a worker process killed under on_error="skip" fails its item, then is replaced."""
+    import os
+    import signal
+
+    pipeline = ps.Pipeline()
+    pipeline.add(process_stages.tag_with_pid, "Tag", executor="process")
+    with pipeline.parallelize():
+        _, pid = pipeline.handle.ask(0, timeout=60)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(ps.StageError, match="died"):
+            pipeline.handle.ask(1, timeout=60)
+        number, new_pid = pipeline.handle.ask(2, timeout=60)
+        assert number == 2 and new_pid != pid
+        assert pipeline.handle.status()["Tag"].state == "running"
+
+
+def test_workers_set_up_exactly_one_instance_each() -> None:
+    """#21: workers=N sets up N instances (not N+1), and cleans up the same N."""
+    counts = {"made": 0, "setup": 0, "cleanup": 0}
+    lock = threading.Lock()
+
+    class Counted(ps.Stage):
+        def __init__(self) -> None:
+            with lock:
+                counts["made"] += 1
+
+        def setup(self) -> None:
+            with lock:
+                counts["setup"] += 1
+
+        def __call__(self, x: int) -> int:
+            return x
+
+        def cleanup(self) -> None:
+            with lock:
+                counts["cleanup"] += 1
+
+    pipeline = ps.Pipeline()
+    pipeline.add(Counted, "Pool", workers=3)
+    with pipeline.parallelize():
+        assert pipeline.handle.ask(1, timeout=30) == 1
+    assert counts == {"made": 3, "setup": 3, "cleanup": 3}
+
+
+def test_process_workers_start_exactly_n_processes() -> None:
+    """#21: executor="process", workers=2 starts two worker processes, not three."""
+    import multiprocessing
+
+    pipeline = ps.Pipeline()
+    pipeline.add(process_stages.tag_with_pid, "Tag", executor="process", workers=2)
+    with pipeline.parallelize():
+        workers = [p for p in multiprocessing.active_children() if p.name == "pystream-Tag"]
+        assert len(workers) == 2
