@@ -181,36 +181,41 @@ def test_every_future_resolves_when_stop_races_with_submitters() -> None:
     """#9: eight threads submit while stop(drain=False) runs: every future returned resolves
     (a stress run of the interleaving pinned exactly by the next test)."""
     for _ in range(15):
-        pipeline = ps.Pipeline()
-        pipeline.add(lambda x: x)
-        pipeline.add(lambda x: x)
-        pipeline.parallelize(capacity=64, on_full="drop_oldest")
-        futures: list[Future[Any]] = []
-        lock = threading.Lock()
-        go = threading.Event()
-
-        def submitter() -> None:
-            go.wait(30)
-            for i in range(300):
-                try:
-                    future = pipeline.handle.submit(i)
-                except (ps.PipelineTerminated, ps.PipelineUndefined):
-                    return
-                with lock:
-                    futures.append(future)
-
-        threads = [threading.Thread(target=submitter) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        go.set()
-        pipeline.handle.stop(drain=False)
-        for thread in threads:
-            thread.join(30)
-        for future in futures:
+        for future in _submit_while_stopping(threads=8):
             try:
                 future.result(timeout=10)
             except ps.PipelineTerminated:
                 pass
+
+
+def _submit_while_stopping(threads: int) -> list[Future[Any]]:
+    """Start ``threads`` submitters, stop the pipeline under them; the futures they got."""
+    pipeline = ps.Pipeline()
+    pipeline.add(lambda x: x)
+    pipeline.add(lambda x: x)
+    pipeline.parallelize(capacity=64, on_full="drop_oldest")
+    futures: list[Future[Any]] = []
+    lock = threading.Lock()
+    go = threading.Event()
+
+    def submitter() -> None:
+        go.wait(30)
+        for i in range(300):
+            try:
+                future = pipeline.handle.submit(i)
+            except (ps.PipelineTerminated, ps.PipelineUndefined):
+                return
+            with lock:
+                futures.append(future)
+
+    workers = [threading.Thread(target=submitter) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    go.set()
+    pipeline.handle.stop(drain=False)
+    for worker in workers:
+        worker.join(30)
+    return futures
 
 
 def test_an_item_admitted_just_before_a_stop_is_settled_or_refused() -> None:
