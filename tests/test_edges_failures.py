@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -256,8 +257,8 @@ def test_an_item_admitted_just_before_a_stop_is_settled_or_refused() -> None:
 
 
 def test_waiting_for_room_when_the_stop_policy_terminates_raises_terminated() -> None:
-    """#13: a submitter blocked on a full pipeline gets PipelineTerminated (not PipelineFull)
-    when a stage's on_error="stop" terminates it, and is not counted as rejected."""
+    """#13: submitters blocked on a full pipeline when a stage's on_error="stop" terminates
+    it get PipelineTerminated (never PipelineFull), and none is counted as rejected."""
     entered = threading.Event()
     release = threading.Event()
 
@@ -271,23 +272,41 @@ def test_waiting_for_room_when_the_stop_policy_terminates_raises_terminated() ->
     pipeline = ps.Pipeline()
     pipeline.add(gate, "Gate", on_error="stop")
     pipeline.parallelize(capacity=1)
+    runtime = pipeline.handle._runtime
+    assert runtime is not None
     pipeline.handle.submit(0)
     assert entered.wait(30)
-    outcome: list[BaseException] = []
+    outcome: list[object] = []
 
     def blocked_submit() -> None:
         try:
-            pipeline.handle.submit(1, timeout=30)
+            outcome.append(pipeline.handle.submit(1, timeout=30))
         except ps.PyStreamError as error:
             outcome.append(error)
 
-    waiter = threading.Thread(target=blocked_submit)
-    waiter.start()
+    waiters = [threading.Thread(target=blocked_submit) for _ in range(2)]
+    for waiter in waiters:
+        waiter.start()
+    assert wait_until(lambda: runtime.window._waiting == 2)
     release.set()
-    waiter.join(30)
-    assert len(outcome) == 1 and isinstance(outcome[0], ps.PipelineTerminated)
+    for waiter in waiters:
+        waiter.join(30)
+    assert len(outcome) == 2
+    assert not any(isinstance(o, ps.PipelineFull) for o in outcome)
+    assert any(isinstance(o, ps.PipelineTerminated) for o in outcome)
     assert pipeline.handle.rejected == 0
     pipeline.cleanup()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        tick.wait(0.005)
+    return True
 
 
 class BadStr(Exception):
