@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pystream_actors as ps
 
@@ -54,3 +55,9 @@ def raise_bad_str_on_one(item: int) -> int:
     if item == 1:
         raise BadStr
     return item
+
+
+def sleep_seconds(seconds: float) -> float:
+    """A stage call that takes ``seconds`` (a long call at interpreter exit)."""
+    time.sleep(seconds)
+    return seconds
