@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pystream_actors as ps
@@ -61,3 +62,8 @@ def sleep_seconds(seconds: float) -> float:
     """A stage call that takes ``seconds`` (a long call at interpreter exit)."""
     time.sleep(seconds)
     return seconds
+
+
+def return_a_lock(item: int) -> object:
+    """An output no worker process can send back."""
+    return threading.Lock()
