@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -140,13 +142,14 @@ def test_results_buffer_is_bounded_for_an_idle_reader() -> None:
 
 
 def test_asyncio_submit_and_results_do_not_block_the_loop() -> None:
-    """asubmit and aresults work from a running event loop, which keeps ticking meanwhile."""
+    """asubmit and aresults work from a running event loop, which keeps ticking while
+    submitters wait for room, and no thread is used to wait."""
     gate = Gate()
     pipeline = ps.Pipeline()
     pipeline.add(gate)
     pipeline.add(lambda x: x + 1)
 
-    async def main() -> tuple[list[int], list[int], int]:
+    async def main() -> tuple[list[int], list[int]]:
         ticks = 0
         stop_ticking = asyncio.Event()
 
@@ -168,21 +171,33 @@ def test_asyncio_submit_and_results_do_not_block_the_loop() -> None:
         reader = asyncio.create_task(read())
         await asyncio.sleep(0)
         submits = [asyncio.create_task(pipeline.handle.asubmit(i)) for i in range(20)]
-        await asyncio.sleep(0.01)
-        ticks_while_gated = ticks
+        runtime = pipeline.handle._runtime
+        assert runtime is not None
+        await until(lambda: len(runtime.window._async_waiters) >= 10)  # 16 wait for room
+        ticks_then = ticks
+        await until(lambda: ticks > ticks_then + 100)  # the loop runs while they wait
+        assert not any(task.done() for task in submits)
         gate.open.set()
         results = await asyncio.wait_for(asyncio.gather(*submits), 30)
         await asyncio.wait_for(reader, 30)
         stop_ticking.set()
         await ticking
-        return results, streamed, ticks_while_gated
+        return results, streamed
 
     with pipeline.parallelize(capacity=4):
-        results, streamed, ticks_while_gated = asyncio.run(main())
+        results, streamed = asyncio.run(main())
     assert results == [i + 1 for i in range(20)]  # each call got its own item's output
     # Concurrent asubmits enter in whatever order they find room; every output is streamed.
     assert sorted(streamed) == [i + 1 for i in range(20)]
-    assert ticks_while_gated > 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("asyncio_")]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    """Let the event loop run until ``condition`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.001)
 
 
 def test_named_pipelines_are_found_from_anywhere() -> None:

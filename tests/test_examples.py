@@ -27,8 +27,9 @@ SCRIPT_TIMEOUT = 90.0
 class Run:
     """How to run one example briefly and what its output must contain."""
 
-    args: tuple[str, ...] = ()
-    expect: str = ""
+    args: tuple[str, ...]
+    expect: str
+    """A line the script prints only when it did its job (never empty)."""
     needs: tuple[str, ...] = ()
     """Modules the script imports besides pystream_actors."""
 
@@ -67,7 +68,9 @@ def test_example_runs(script: Path, tmp_path: Path) -> None:
     """The script exits 0, prints its key line and no traceback."""
     if not has_main(script):
         pytest.skip(f"{script.name} has no __main__ block: it is a module for other tools")
-    run = RUNS.get(script.name, Run())
+    run = RUNS.get(script.name)
+    assert run is not None, f"add {script.name} to RUNS with the line that shows it worked"
+    assert run.expect, f"{script.name}: RUNS must name a line the script prints"
     for module in run.needs:
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{script.name} needs {module}, which is not installed")

@@ -26,14 +26,14 @@ class Tagger(ps.Stage):
     def __init__(self, tag: str) -> None:
         self.tag = tag
         self.cleanups = 0
-        self.setup_thread: str | None = None
-        self.call_threads: set[str] = set()
+        self.setup_thread: int | None = None  # thread idents: every actor of a stage
+        self.call_threads: set[int] = set()  # shares a thread name, so names prove nothing
 
     def setup(self) -> None:
-        self.setup_thread = threading.current_thread().name
+        self.setup_thread = threading.get_ident()
 
     def __call__(self, data: list[str]) -> list[str]:
-        self.call_threads.add(threading.current_thread().name)
+        self.call_threads.add(threading.get_ident())
         return [*data, self.tag]
 
     def cleanup(self) -> None:

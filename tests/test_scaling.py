@@ -233,7 +233,7 @@ def test_a_saturated_pool_is_named_the_bottleneck() -> None:
         stats = pipeline.statistics()
     assert stats.bottleneck == "Pool"
     assert stats.stage("Pool").utilization > stats.stage("Fast").utilization
-    assert stats.stage("Pool").utilization > 0.5
+    assert stats.stage("Pool").utilization > 0.3  # a cap at 1/N would read at most 0.25
 
 
 def test_a_killed_worker_process_fails_its_item_and_is_restarted() -> None:

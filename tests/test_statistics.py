@@ -24,12 +24,13 @@ def sleeper(seconds: float) -> object:
 
 @pytest.mark.parametrize("mode", ["serialize", "parallelize"])
 def test_bottleneck_is_the_slowest_stage(mode: str) -> None:
-    """A third stage twice as slow as the others is named the bottleneck and is busiest."""
+    """A third stage six times as slow as the others is named the bottleneck and is busiest
+    (a ratio a loaded machine cannot overturn: the others would need 6x their time)."""
     pipeline = ps.Pipeline()
-    pipeline.add(sleeper(0.004), "A")
-    pipeline.add(sleeper(0.004), "B")
-    pipeline.add(sleeper(0.008), "Slow")
-    pipeline.add(sleeper(0.004), "D")
+    pipeline.add(sleeper(0.002), "A")
+    pipeline.add(sleeper(0.002), "B")
+    pipeline.add(sleeper(0.012), "Slow")
+    pipeline.add(sleeper(0.002), "D")
     with getattr(pipeline, mode)():
         futures = [pipeline.handle.submit(i, timeout=30) for i in range(60)]
         for future in futures:
