@@ -2,19 +2,23 @@
 
 A four-stage pipeline (``parallelize(capacity=64, on_full="block")``) carries
 ``(seq, hops)`` tuples; each stage appends ``(its index, its instance's generation)`` to
-``hops``. One producer thread submits ``--items`` items in order. A controller thread,
-paced by the producer's progress (not by a clock), calls ``restart_stage`` ``--restarts``
-times and ``replace_stage`` ``--replaces`` times on stages picked by ``random.Random(seed)``,
-spread evenly over the run. Every stage is a ``Stage`` class, so each restart gets a fresh
-instance; replacements alternate between a fresh instance and the class itself.
+``hops``. The third stage is a pool of ``POOL_WORKERS`` workers. One producer thread
+submits ``--items`` items in order. A controller thread, paced by the producer's progress
+(not by a clock), calls ``restart_stage`` ``--restarts`` times and ``replace_stage``
+``--replaces`` times on stages picked by ``random.Random(seed)``, spread evenly over the
+run. Every ``--hold-every``-th call first catches the second stage mid-call (its next call
+blocks until released) and is made with a short timeout: it returns False and its
+hand-over queues behind the busy call, with later calls queued behind it, until the
+controller releases the call. Every stage is a ``Stage`` class, so each restart gets a
+fresh instance; replacements alternate between a fresh instance and the class itself.
 
 What it shows, each as a PASS/FAIL line:
 
 - every future resolves with its own item, and ``handle.results()`` yields exactly the
   input sequence: zero items lost, duplicated or reordered;
 - every item passed the four stages exactly once, in order;
-- the hand-over keeps order: along the output sequence each stage's instance generation
-  never goes back (no item reached an old instance after a newer one took over);
+- the hand-over keeps order: along the output sequence each single-actor stage's instance
+  generation never goes back (no item reached an old instance after a newer one took over);
 - every requested restart and replacement happened, ``status()`` counts the restarts and
   every stage is "running" at the end; every stage instance was cleaned up as often as it
   was set up;
@@ -64,6 +68,11 @@ SUBMIT_TIMEOUT = 60.0
 """How long the producer may wait for room (``on_full="block"``) before failing."""
 RESULT_TIMEOUT = 60.0
 CONTROL_TIMEOUT = 30.0
+HELD_CONTROL_TIMEOUT = 0.01
+"""The timeout of a control call made while a stage is held mid-call: it returns early."""
+HOLD_EVERY = 10
+POOL_WORKERS = 3
+POOLED_STAGE = 2
 SAMPLE_EVERY = 250
 RSS_TOLERANCE_MB = 20.0
 MB = 1_000_000
@@ -131,8 +140,43 @@ class Hop0(HopStage):
     index = 0
 
 
+class Hold:
+    """Lets the controller catch the second stage mid-call: its next call waits until released."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requested = False
+        self.entered = threading.Event()
+        self.released = threading.Event()
+
+    def request(self) -> None:
+        with self._lock:
+            self.entered.clear()
+            self.released.clear()
+            self._requested = True
+
+    def maybe_hold(self) -> None:
+        with self._lock:
+            hold, self._requested = self._requested, False
+        if hold:
+            self.entered.set()
+            self.released.wait(RESULT_TIMEOUT)
+
+    def release(self) -> None:
+        with self._lock:
+            self._requested = False
+        self.released.set()
+
+
+HOLD = Hold()
+
+
 class Hop1(HopStage):
     index = 1
+
+    def __call__(self, data: Packet) -> Packet:
+        HOLD.maybe_hold()
+        return super().__call__(data)
 
 
 class Hop2(HopStage):
@@ -198,9 +242,11 @@ class Operation:
     at: int
     kind: Literal["restart", "replace"]
     stage: int
+    hold: bool = False
+    """Catch the second stage mid-call first, and call with a short timeout."""
 
 
-def plan(items: int, restarts: int, replaces: int, seed: int) -> list[Operation]:
+def plan(items: int, restarts: int, replaces: int, seed: int, hold_every: int) -> list[Operation]:
     """Restarts and replacements spread evenly over the run, on random stages."""
     rng = random.Random(seed)
     ops = [
@@ -212,6 +258,13 @@ def plan(items: int, restarts: int, replaces: int, seed: int) -> list[Operation]
         for i in range(replaces)
     ]
     ops.sort(key=lambda op: op.at)
+    if hold_every:  # a held call targets the held stage itself, or the pool after it
+        ops = [
+            Operation(op.at, op.kind, 1 + (n // hold_every) % 2, hold=True)
+            if n % hold_every == hold_every - 1
+            else op
+            for n, op in enumerate(ops)
+        ]
     return ops
 
 
@@ -221,6 +274,10 @@ class ControlLog:
 
     restarts: int = 0
     replaces: int = 0
+    held: int = 0
+    """Calls made while the second stage was held mid-call."""
+    returned_early: int = 0
+    """Calls that returned False: their hand-over completed later, in the background."""
     after_last_submit: int = 0
     """Calls that completed only after the producer had submitted every item."""
     seconds: list[float] = field(default_factory=list)
@@ -237,20 +294,29 @@ def control(
             log.errors.append(f"producer stopped before item {op.at}; {len(ops) - number} skipped")
             break
         name = STAGE_NAMES[op.stage]
+        timeout = CONTROL_TIMEOUT
+        if op.hold:
+            HOLD.request()
+            if HOLD.entered.wait(RESULT_TIMEOUT):
+                log.held += 1
+                timeout = HELD_CONTROL_TIMEOUT
         started = time.perf_counter()
         try:
             if op.kind == "restart":
-                handle.restart_stage(name, CONTROL_TIMEOUT)
+                done = handle.restart_stage(name, timeout)
                 log.restarts += 1
             else:
                 cls = STAGE_CLASSES[op.stage]
                 # alternate the two ways to name a stage: a fresh instance, or its class
                 fresh: HopStage | type[HopStage] = cls() if log.replaces % 2 == 0 else cls
-                handle.replace_stage(name, fresh, CONTROL_TIMEOUT)
+                done = handle.replace_stage(name, fresh, timeout)
                 log.replaces += 1
+            log.returned_early += not done
         except Exception as exc:
             log.errors.append(f"{op.kind}_stage({name!r}) at item {op.at}: {exc!r}")
             continue
+        finally:
+            HOLD.release()
         log.seconds.append(time.perf_counter() - started)
         if progress.submitted >= items:
             log.after_last_submit += 1
@@ -344,7 +410,7 @@ def collect(futures: queue.SimpleQueue[Future[Any] | None]) -> FutureVerdict:
             continue
         verdict.resolved_ok += 1
         for index, generation in hops:
-            if generation < last_generation[index]:
+            if index != POOLED_STAGE and generation < last_generation[index]:
                 verdict.generation_regressions += 1
                 verdict.note(
                     f"item {seq}: {STAGE_NAMES[index]} generation {generation} after "
@@ -408,6 +474,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--replaces", type=int, default=REPLACES, help=f"replace_stage calls (default {REPLACES})"
     )
     parser.add_argument("--seed", type=int, default=SEED, help=f"default {SEED}")
+    parser.add_argument(
+        "--hold-every",
+        type=int,
+        default=HOLD_EVERY,
+        help=f"hold the second stage mid-call for every n-th call, 0: never (default {HOLD_EVERY})",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if any check fails")
     args = parser.parse_args(argv)
     if args.items < 1:
@@ -421,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the soak, print the figures, and judge them only when asked to."""
     args = parse_args(argv)
     items: int = args.items
-    ops = plan(items, args.restarts, args.replaces, args.seed)
+    ops = plan(items, args.restarts, args.replaces, args.seed, args.hold_every)
 
     gc.collect()
     threads_before = threading.active_count()
@@ -430,8 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall_started = time.perf_counter()
 
     pipeline = ps.Pipeline()
-    for cls, name in zip(STAGE_CLASSES, STAGE_NAMES):
-        pipeline.add(cls, name)
+    for index, (cls, name) in enumerate(zip(STAGE_CLASSES, STAGE_NAMES)):
+        pipeline.add(cls, name, workers=POOL_WORKERS if index == POOLED_STAGE else 1)
     # results_buffer=items: a reader starved of the GIL may lag but never loses an output
     pipeline.parallelize(
         capacity=CAPACITY, on_full="block", input_timeout=SUBMIT_TIMEOUT, results_buffer=items
@@ -502,7 +574,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"control: {log.restarts} of {args.restarts} restarts, {log.replaces} of "
-        f"{args.replaces} replaces; {log.after_last_submit} completed after the last submit"
+        f"{args.replaces} replaces; {log.after_last_submit} completed after the last submit; "
+        f"{log.held} made with {STAGE_NAMES[1]} held mid-call, {log.returned_early} returned "
+        f"before their hand-over (it completed in the background); {STAGE_NAMES[POOLED_STAGE]} "
+        f"is a pool of {POOL_WORKERS}"
     )
     if control_ms:
         print(

@@ -193,7 +193,11 @@ class Endpoint(PipelineActor):
 
     def _resume(self, inherited: tuple[Item, ...]) -> None:
         """Take over: set up, then the predecessor's items, then what we deferred, in order."""
-        deferred, self._deferred = self._deferred or [], None
+        if self._deferred is None:  # already running: only the items are news
+            for item in inherited:
+                self.take(item)
+            return
+        deferred, self._deferred = self._deferred, None
         self.start_work()
         for item in inherited:
             self.take(item)
