@@ -65,7 +65,7 @@ class Subscription:
                 self._async_waiters.append(waiter)
             try:
                 await asyncio.wait_for(woken, remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             finally:
                 with self._cond:

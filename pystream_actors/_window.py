@@ -90,7 +90,7 @@ class InFlightWindow:
                 self._async_waiters.append(waiter)
             try:
                 await asyncio.wait_for(woken, remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             finally:
                 with self._cond:
