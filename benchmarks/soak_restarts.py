@@ -308,7 +308,10 @@ def control(
             else:
                 cls = STAGE_CLASSES[op.stage]
                 # alternate the two ways to name a stage: a fresh instance, or its class
-                fresh: HopStage | type[HopStage] = cls() if log.replaces % 2 == 0 else cls
+                # (a pool takes its class: each worker needs its own instance)
+                fresh: HopStage | type[HopStage] = cls
+                if log.replaces % 2 == 0 and op.stage != POOLED_STAGE:
+                    fresh = cls()
                 done = handle.replace_stage(name, fresh, timeout)
                 log.replaces += 1
             log.returned_early += not done
