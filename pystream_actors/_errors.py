@@ -15,12 +15,13 @@
     ├── InvalidState             the call does not fit the pipeline's state (also a RuntimeError)
     ├── StageBusy                too many hand-overs are already queued behind a busy stage call
     ├── OutputTimeout            ``ask`` got no output in time (also a TimeoutError)
+    ├── MissingExtra             an optional part needs a package not installed (also an ImportError)
     ├── StageError               a stage raised on an item; the original exception is chained
     └── ItemDropped              an accepted item was dropped by a policy, a deadline or a stop
 
 Every error the library raises is one of these. PyStream's error names are kept, so
 ``except PipelineUndefined`` keeps working after the import changes; the builtin bases
-(``ValueError``, ``TypeError``, ``LookupError``, ``RuntimeError``, ``TimeoutError``) keep generic handlers
+(``ValueError``, ``TypeError``, ``LookupError``, ``RuntimeError``, ``TimeoutError``, ``ImportError``) keep generic handlers
 working too.
 """
 
@@ -86,6 +87,11 @@ class StageBusy(PyStreamError):
 
 class OutputTimeout(PyStreamError, TimeoutError):
     """``ask`` got no output within its timeout; the item itself goes on and still settles."""
+
+
+class MissingExtra(PyStreamError, ImportError):
+    """An optional part (an exporter, the live CLI view) needs a package that is not
+    installed; the message names the extra to install."""
 
 
 def describe(exc: BaseException) -> str:

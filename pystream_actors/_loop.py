@@ -18,8 +18,6 @@ class InputLoop:
     """
 
     def __init__(self, push: Callable[[], object], period: float) -> None:
-        if period <= 0:
-            raise ValueError(f"period must be positive seconds, got {period!r}")
         self._push = push
         self._period = period
         self._stop = threading.Event()
@@ -34,7 +32,7 @@ class InputLoop:
         while not self._stop.is_set():
             try:
                 self._push()
-            except Exception:
+            except BaseException:  # the input generator is user code: it never ends the loop
                 logger.exception("input loop: pushing an item failed; the loop goes on")
             self.ticks += 1
             tick += 1

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Union
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from ._errors import PipelineUndefined
+from ._errors import InvalidArgument, MissingExtra, PipelineUndefined
 from ._handle import PipelineHandle
 from ._pipeline import Pipeline
 from ._stage import MAIN_PIPELINE_NAME
@@ -62,7 +62,7 @@ def snapshot_to_dict(stats: PipelineStatistics) -> dict[str, Any]:
     non-finite numbers become None, so the output is strict JSON.
     """
     if not isinstance(stats, PipelineStatistics):
-        raise TypeError(f"expected a PipelineStatistics snapshot, got {type(stats).__name__}")
+        raise InvalidArgument(f"expected a PipelineStatistics snapshot, got {type(stats).__name__}")
     result: dict[str, Any] = _plain(stats)
     return result
 
@@ -90,7 +90,7 @@ def _metrics_core() -> Any:
     try:
         from prometheus_client import metrics_core
     except ImportError as missing:
-        raise ImportError(
+        raise MissingExtra(
             f"the Prometheus exporter needs prometheus_client; {PROMETHEUS_HINT}"
         ) from missing
     return metrics_core
@@ -205,13 +205,15 @@ class PrometheusCollector:
     def add(self, pipeline_or_handle: Source, name: str | None = None) -> None:
         """Also export this pipeline, labelled ``name`` (default: its own name)."""
         if not callable(getattr(pipeline_or_handle, "statistics", None)):
-            raise TypeError(
+            raise InvalidArgument(
                 f"expected a Pipeline or PipelineHandle, got {type(pipeline_or_handle).__name__}"
             )
         label = name or pipeline_or_handle.name or MAIN_PIPELINE_NAME
         with self._lock:
             if any(label == known for known, _ in self._sources):
-                raise ValueError(f"a pipeline labelled {label!r} is already exported; pass name=")
+                raise InvalidArgument(
+                    f"a pipeline labelled {label!r} is already exported; pass name="
+                )
             self._sources.append((label, pipeline_or_handle))
 
     def collect(self) -> Iterator[Metric]:

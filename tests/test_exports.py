@@ -13,6 +13,7 @@ EXPECTED = {
     "InvalidStageName",
     "InvalidState",
     "ItemDropped",
+    "MissingExtra",
     "OnError",
     "OnFull",
     "OutputTimeout",
