@@ -5,7 +5,8 @@ drift-free clock (``start_loop``). The pipeline behind it (preprocess, detect,
 annotate) manages only about 70 frames/s, so it cannot keep every frame. The
 real-time recipe:
 
-- ``capacity=2``: at most two frames inside the pipeline, so a frame never waits long;
+- ``capacity=2``: about two frames inside the pipeline (never more than one per stage
+  at work plus the newest), so a frame never waits long;
 - ``on_full="drop_oldest"``: the camera is never blocked; a new frame always gets in
   and the oldest one that no stage is working on is dropped;
 - ``max_age``: a frame that still waited too long is dropped before a stage starts it;

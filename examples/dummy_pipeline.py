@@ -107,8 +107,8 @@ def run_serial(pipeline: ps.Pipeline) -> None:
 def run_parallel(pipeline: ps.Pipeline) -> None:
     """Parallel mode fed by ``start_loop``; ``get_results()`` waits for each new output.
 
-    Calling ``parallelize()`` on the serialized pipeline rebuilds it in the new mode; the
-    stages are not set up again.
+    Calling ``parallelize()`` on the serialized pipeline rebuilds it in the new mode: each
+    stage is cleaned up on its old thread and set up again on its new one.
     """
     print(f"\nParallel mode: start_loop({LOOP_PERIOD}) and get_results()")
     pipeline.parallelize(block_output=True, output_timeout=2.0)

@@ -165,8 +165,10 @@ class PipelineHandle:
         When the pipeline is full the ``on_full`` policy decides: ``"block"`` waits up to
         ``timeout`` seconds (default: the pipeline's input timeout), then raises
         ``PipelineFull``; ``"reject"`` raises it at once; ``"drop_oldest"`` always accepts.
-        Raises ``PipelineUndefined`` when not running, ``PipelineTerminated`` when stopped
-        or stopping, ``InvalidItem`` for an item a process stage cannot receive. The
+        Raises ``PipelineUndefined`` when not running (never started, stopping or
+        stopped), ``PipelineTerminated`` when a failure terminated it or a stop began while
+        the item waited for room, ``InvalidItem`` for an item a process stage cannot
+        receive. The
         future raises ``StageError`` if a stage failed on the item, ``ItemDropped`` if a
         policy dropped it, ``PipelineTerminated`` if the pipeline stopped first: every
         future returned resolves.

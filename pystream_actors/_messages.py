@@ -1,8 +1,9 @@
 """The messages that travel between the handle, the coordinator and the stage actors.
 
-An ``Item`` is the envelope of one accepted input. It travels the whole chain, even
-after a stage failed on it or a policy dropped it, so that every accepted item comes back
-to the coordinator exactly once and in order, carrying its outcome.
+An ``Item`` is the envelope of one accepted input. It travels down the chain while it is
+live; once its outcome is known (a stage failed on it, a policy dropped it, or the next
+actor was gone) it goes straight back to the coordinator, so every accepted item comes
+back exactly once, carrying its outcome. Live items come back in input order.
 """
 
 from __future__ import annotations

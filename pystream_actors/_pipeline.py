@@ -403,7 +403,10 @@ class PipelineStage(Stage):
         return self.pipeline.handle.ask(data, timeout=self.timeout)
 
     def cleanup(self) -> None:
-        self.pipeline.cleanup()
+        """Stop the child, draining for at most ``timeout`` seconds (the parent's stop must
+        not wait for ever on a child stuck in a stage call)."""
+        with self.pipeline._lock:
+            self.pipeline.handle.stop(drain=True, timeout=self.timeout)
 
     def child_statistics(self) -> PipelineStatistics | None:
         """The nested pipeline's snapshot, shown under this stage."""

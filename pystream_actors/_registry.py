@@ -33,7 +33,10 @@ def unregister(name: str, handle: PipelineHandle) -> None:
 
 
 def get_handle(name: str) -> PipelineHandle:
-    """The handle of the running pipeline created with ``Pipeline(..., name=name)``."""
+    """The handle of the running pipeline created with ``Pipeline(..., name=name)``.
+
+    Raises ``PipelineNotFound`` (a ``LookupError``) when no running pipeline has that name.
+    """
     with _lock:
         handle = _handles.get(name)
         running = sorted(n for n, h in _handles.items() if h.is_running)

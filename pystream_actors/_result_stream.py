@@ -64,9 +64,9 @@ class Subscription:
                 waiter = (loop, woken)
                 self._async_waiters.append(waiter)
             try:
-                await asyncio.wait_for(woken, remaining)
-            except TimeoutError:
-                pass
+                # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # lands as the waiter is woken, and a cancelled caller must stay cancelled
+                await asyncio.wait((woken,), timeout=remaining)
             finally:
                 with self._cond:
                     if waiter in self._async_waiters:

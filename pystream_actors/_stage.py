@@ -43,7 +43,8 @@ class Stage(abc.ABC):
 
     @abc.abstractmethod
     def cleanup(self) -> None:
-        """Release what the stage holds; called once when the pipeline is cleaned up."""
+        """Release what the stage holds; called once per ``setup()``, on the same thread
+        (at stop, restart, or a rebuild in another mode)."""
 
     def setup(self) -> None:  # noqa: B027 - optional hook, empty on purpose
         """Prepare the stage in its own thread; runs before the first item."""
@@ -71,8 +72,9 @@ def check_stage_name(name: str) -> str:
 class StageSlot:
     """One named stage of a pipeline: its instance, how to make a fresh one, its policy.
 
-    The slot outlives the actors that run it, so a pipeline rebuilt in another mode does
-    not set the stage up twice, and ``cleanup()`` runs once per ``setup()``.
+        The slot outlives the actors that run it, so a pipeline rebuilt in another mode does
+        keep a replaced stage; each actor that runs it sets it up on its own thread and cleans
+    it up there, so ``cleanup()`` runs once per ``setup()``.
     """
 
     def __init__(

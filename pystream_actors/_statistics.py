@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
 from ._durations import MASK, Durations, percentiles
+from ._errors import StageNotFound
 
 RATE_WINDOW_SECONDS = 10
 """Throughput and utilization are measured over this sliding window."""
@@ -102,7 +103,7 @@ class PipelineStatistics:
         for stage in self.stages:
             if stage.name == name:
                 return stage
-        raise KeyError(f"no stage named {name!r}; stages are {[s.name for s in self.stages]}")
+        raise StageNotFound(f"no stage named {name!r}; stages are {[s.name for s in self.stages]}")
 
 
 class RateSamples:

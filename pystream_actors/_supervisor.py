@@ -163,8 +163,11 @@ class Supervisor:
             self._check_open()
             index = self._index(name)
             record = self.records[index]
-            if record.state in ("running", "restarting"):
+            if record.state == "running":
                 return True
+            if record.state == "restarting":  # already starting: wait for that hand-over
+                pending = [f for f in record.takeovers if not f.done()]
+                return _wait(pending[-1], timeout) if pending else True
             slot = record.slot if record.state == "stopped" else _renewed(record.slot)
             return self._replace(index, slot, timeout)
 
@@ -174,8 +177,7 @@ class Supervisor:
             self._check_open()
             index = self._index(name)
             slot = _renewed(self.records[index].slot)
-            self.records[index].counters.restarts += 1
-            return self._replace(index, slot, timeout)
+            return self._replace(index, slot, timeout, counts_as_restart=True)
 
     def replace_stage(
         self,
@@ -202,7 +204,9 @@ class Supervisor:
         """The stages a user stopped: a drain must flush what they hold."""
         return [r for r in self.records if r.state == "stopped"]
 
-    def _replace(self, index: int, slot: StageSlot, timeout: float | None) -> bool:
+    def _replace(
+        self, index: int, slot: StageSlot, timeout: float | None, counts_as_restart: bool = False
+    ) -> bool:
         """Hand stage ``index`` over to a new actor running ``slot``; True once it took over."""
         record = self.records[index]
         record.takeovers = [f for f in record.takeovers if not f.done()]
@@ -222,6 +226,8 @@ class Supervisor:
         new = spawn_stage(
             self._group, slot, downstream, self._coordinator, record.counters, waiting=True
         )
+        if counts_as_restart:
+            record.counters.restarts += 1
         took_over: Future[BaseException | None] = Future()
         new.tell(WhenReady(took_over))
         with self._state_lock:

@@ -12,7 +12,8 @@ happens when it is full is the pipeline's ``on_full`` policy:
   started, else the oldest one waiting between stages. An item a stage is working on
   right now, or one every stage has finished, is never dropped: when no other is left,
   the newest is still accepted and waits, so at most ``capacity + 1`` items whose outcome
-  is still open are inside.
+  is still open are inside, provided ``capacity`` is at least the number of items the
+  stages can work on at once (one per stage actor or worker).
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ class InFlightWindow:
                 waiter = (loop, woken)
                 self._async_waiters.append(waiter)
             try:
-                await asyncio.wait_for(woken, remaining)
-            except TimeoutError:
-                pass
+                # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # lands as the waiter is woken, and a cancelled caller must stay cancelled
+                await asyncio.wait((woken,), timeout=remaining)
             finally:
                 with self._cond:
                     if waiter in self._async_waiters:

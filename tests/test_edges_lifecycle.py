@@ -345,3 +345,25 @@ def test_worker_processes_never_outlive_an_exit() -> None:
     assert done.returncode == 0, done.stderr
     pid = int(done.stdout.split()[0])
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_a_cancel_that_lands_with_the_wake_up_still_withdraws_the_item() -> None:
+    """#12: cancelling asubmit in the same loop step as room comes free withdraws the item
+    (asyncio.wait_for on 3.11 could swallow that cancel and admit it)."""
+    from pystream_actors._messages import Item
+    from pystream_actors._window import InFlightWindow
+
+    async def scenario() -> int:
+        window = InFlightWindow(1, "block")
+        first = Item(0, None, 0.0)
+        assert window.admit(first, 0.0)
+        second = Item(1, None, 0.0)
+        waiting = asyncio.ensure_future(window.admit_async(second, 30))
+        assert await until(lambda: bool(window._async_waiters))
+        window.finish(first)  # wakes the waiter...
+        waiting.cancel()  # ...and the caller gives up in the same step
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        return window.used
+
+    assert asyncio.run(scenario()) == 0

@@ -446,6 +446,10 @@ def test_control_calls_queue_behind_a_busy_stage_call_and_lose_nothing() -> None
             assert pipeline.handle.stop_stage("Sticky", timeout=0.05) is False
         with pytest.raises(ps.StageBusy, match="Sticky"):
             pipeline.handle.start_stage("Sticky", timeout=0.05)
+        restarts = pipeline.handle.status()["Sticky"].restarts
+        with pytest.raises(ps.StageBusy, match="Sticky"):
+            pipeline.handle.restart_stage("Sticky", timeout=0.05)
+        assert pipeline.handle.status()["Sticky"].restarts == restarts  # refused: not counted
         assert not any(f.done() for f in futures)
         release.set()
         assert pipeline.handle.start_stage("Sticky", timeout=30) is True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .._errors import PyStreamError
 
-class CliError(Exception):
+
+class CliError(PyStreamError):
     """A mistake in the command line or the target; printed without a traceback."""
