@@ -81,8 +81,8 @@ class InvalidState(PyStreamError, RuntimeError):
 
 
 class StageBusy(PyStreamError):
-    """Too many runtime-control calls are already queued behind a stage call that has not
-    returned; retry once that call returns."""
+    """Too many runtime-control calls on one stage are queued and have not taken over yet
+    (typically behind a stage call that has not returned); retry once they have."""
 
 
 class OutputTimeout(PyStreamError, TimeoutError):

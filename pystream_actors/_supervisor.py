@@ -216,7 +216,8 @@ class Supervisor:
         if len(record.takeovers) >= MAX_QUEUED_HANDOVERS:
             raise StageBusy(
                 f"stage {slot.name!r} already has {len(record.takeovers)} hand-overs queued "
-                "behind a stage call that has not returned; retry once it returns"
+                "that have not taken over (an old actor may be stuck in a stage call); retry "
+                "once they have, or pass a longer timeout"
             )
         old = record.ref
         downstream = (

@@ -133,7 +133,10 @@ def test_control_call_with_zero_timeout_leaks_nothing() -> None:
     pipeline.add(lambda x: x + 1, "A")
     pipeline.parallelize()
     for _ in range(5):
-        pipeline.handle.restart_stage("A", timeout=0)
+        try:  # not waiting at all: the calls may outrun the hand-overs
+            pipeline.handle.restart_stage("A", timeout=0)
+        except ps.StageBusy:
+            pass
     assert pipeline.handle.ask(1, timeout=30) == 2
     pipeline.cleanup()
     assert set(our_threads()) <= before
