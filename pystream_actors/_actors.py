@@ -11,6 +11,7 @@ settles whatever it holds (``crashed``).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -109,6 +110,13 @@ class PipelineActor(pykka.ThreadingActor):
     """Base of our actors: a daemon thread, a name, its group, and crash containment."""
 
     use_daemon_thread = True  # a forgotten pipeline must not keep the process alive
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        """A C-implemented ``SimpleQueue`` instead of pykka's ``queue.Queue``: the same
+        unbounded FIFO (put, get, empty) at a fraction of the cost per message. pykka
+        documents this hook for actor implementations."""
+        return queue.SimpleQueue()
 
     def __init__(self, group: ActorGroup, thread_name: str) -> None:
         super().__init__()

@@ -8,7 +8,6 @@ it ends only when every thread it started has been joined or the timeout is up.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -269,6 +268,6 @@ def _child_statistics(stage: Any) -> PipelineStatistics | None:
 
 
 def _queue_depth(ref: pykka.ActorRef[Any]) -> int:
-    """Items waiting in an actor's mailbox (pykka's threading inbox is a ``queue.Queue``)."""
-    inbox = ref.actor_inbox
-    return inbox.qsize() if isinstance(inbox, queue.Queue) else 0
+    """Messages waiting in an actor's mailbox (our actors' inbox is a ``SimpleQueue``)."""
+    qsize = getattr(ref.actor_inbox, "qsize", None)
+    return int(qsize()) if callable(qsize) else 0
