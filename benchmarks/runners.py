@@ -179,7 +179,9 @@ class PykkaChain:
 
 
 class OursChain:
-    """pystream_actors: ``submit`` every item, then wait on every future."""
+    """pystream_actors: ``submit`` every item, then wait on every future; or (``feed="tell"``,
+    like the raw pykka chain's sink) ``tell`` every item and read the outputs through one
+    ``results()`` reader, with no future per item."""
 
     def __init__(
         self,
@@ -187,7 +189,9 @@ class OursChain:
         mode: str,
         capacity: int | None,
         options: dict[str, dict[str, Any]],
+        feed: str = "submit",
     ) -> None:
+        self.feed = feed
         self.pipeline = ps.Pipeline()
         accepted = inspect.signature(self.pipeline.add).parameters
         for (name, _), stage in zip(plan.stages, plan.functions()):
@@ -196,18 +200,31 @@ class OursChain:
             if missing:
                 raise Unavailable(f"Pipeline.add() has no {', '.join(missing)} (not built yet)")
             self.pipeline.add(stage, name, **extra)
+        # the reader keeps every output of a batch, like the raw pykka chain's sink
+        kept = {"results_buffer": 1 << 20} if feed == "tell" else {}
         if mode == "serial":
-            self.pipeline.serialize()
+            self.pipeline.serialize(**kept)
         else:
-            self.pipeline.parallelize(capacity=capacity)
+            self.pipeline.parallelize(capacity=capacity, **kept)
         self.handle = self.pipeline.handle
 
     def batch(self, payloads: Sequence[Any]) -> tuple[float, list[Any]]:
+        if self.feed == "tell":
+            return self._told(payloads)
         submit = self.handle.submit
         started = time.perf_counter()
         futures = [submit(payload, RESULT_TIMEOUT) for payload in payloads]
         outputs = [future.result(RESULT_TIMEOUT) for future in futures]
         return time.perf_counter() - started, outputs
+
+    def _told(self, payloads: Sequence[Any]) -> tuple[float, list[Any]]:
+        with self.handle.results(RESULT_TIMEOUT) as reader:  # subscribed before the first
+            tell = self.handle.tell
+            started = time.perf_counter()
+            for payload in payloads:
+                tell(payload, RESULT_TIMEOUT)
+            outputs = [next(reader) for _ in payloads]
+            return time.perf_counter() - started, outputs
 
     def one(self, payload: Any) -> Any:
         return self.handle.ask(payload, RESULT_TIMEOUT)
@@ -240,6 +257,8 @@ def ours(
     mode: str = "parallel",
     capacity: int | None = None,
     options: dict[str, dict[str, Any]] | None = None,
+    feed: str = "submit",
 ) -> Maker:
-    """Our pipeline; ``options`` are extra ``add()`` keywords by stage name."""
-    return lambda plan: plan.timed(OursChain(plan, mode, capacity, options or {}))
+    """Our pipeline; ``options`` are extra ``add()`` keywords by stage name; ``feed`` is
+    ``"submit"`` (a future per item) or ``"tell"`` (outputs read through ``results()``)."""
+    return lambda plan: plan.timed(OursChain(plan, mode, capacity, options or {}, feed))

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import pykka
 
 from ._errors import PipelineTerminated, describe
+from ._messages import Item
 
 logger = logging.getLogger("pystream_actors")
 
@@ -123,6 +124,13 @@ class PipelineActor(pykka.ThreadingActor):
         self._group = group
         self._thread_name = thread_name
         self._done = False  # stopped on purpose (handed over or retired)
+
+    def _handle_receive(self, message: Any) -> Any:
+        # pykka first checks for its own stop and proxy messages; an item is none of them,
+        # and it is the message every actor of ours handles most
+        if type(message) is Item:
+            return self.on_receive(message)
+        return super()._handle_receive(message)
 
     def on_start(self) -> None:
         thread = threading.current_thread()

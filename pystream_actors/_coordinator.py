@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import collections
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 import pykka
@@ -107,10 +107,9 @@ class CoordinatorActor(PipelineActor):
             self._dispatch(item)
 
     def _dispatch(self, item: Item) -> None:
-        assert self._first is not None, "coordinator used before Link"
-        item.sent_at = time.perf_counter()
+        item.sent_at = perf_counter()
         try:
-            self._first.tell(item)
+            self._first.tell(item)  # type: ignore[union-attr]  # linked before any item
         except pykka.ActorDeadError:
             item.drop("the first stage's actor had stopped")
             self._finish(item)
@@ -118,8 +117,9 @@ class CoordinatorActor(PipelineActor):
     def _finish(self, item: Item) -> None:
         if self._in_flight.pop(item.seq, None) is None:
             return  # already settled by an abort
-        item.try_claim()  # from here on the window cannot drop it
-        now = time.perf_counter()
+        if item.claim is not None:
+            item.try_claim()  # from here on the window cannot drop it
+        now = perf_counter()
         error = item.error
         if error is not None:
             self._counters.record_done(item.submitted_at, now, "failed")
@@ -134,7 +134,8 @@ class CoordinatorActor(PipelineActor):
         else:
             self._counters.record_done(item.submitted_at, now, "ok")
             self._outputs.publish(item.data)
-            _settle(item.future, value=item.data)
+            if item.future is not None:
+                _settle(item.future, value=item.data)
         self._window.finish(item)
         if self._waiting:
             self._dispatch(self._waiting.popleft())
@@ -159,7 +160,7 @@ class CoordinatorActor(PipelineActor):
         self._resolve_drained_if_idle()
 
     def _fail_terminated(self, item: Item, reason: str) -> None:
-        self._counters.record_done(item.submitted_at, time.perf_counter(), "dropped")
+        self._counters.record_done(item.submitted_at, perf_counter(), "dropped")
         _settle(item.future, error=PipelineTerminated(f"item #{item.seq}: {reason}"))
         self._window.finish(item)
 

@@ -95,7 +95,8 @@ class Endpoint(PipelineActor):
         self.held: list[Item] | None = None
         self._flush_reason: str | None = None
         self._successor: pykka.ActorRef[Any] | None = None
-        self._started_waiters: list[Future[BaseException | None]] = []
+        self._plain = not waiting
+        """Neither waiting, holding nor flushing: a live item goes straight to ``work``."""
 
     # -- subclass hooks -----------------------------------------------------------------
 
@@ -130,7 +131,10 @@ class Endpoint(PipelineActor):
 
     def receive(self, message: Any) -> Any:
         if type(message) is Item:
-            self.take(message)
+            if self._plain and message.error is None and message.dropped is None:
+                self.work(message)  # the hot path
+            else:
+                self.take(message)
         elif self._deferred is not None and isinstance(message, _DEFERRED_WHILE_WAITING):
             self._deferred.append(message)
         elif isinstance(message, Relink):
@@ -174,6 +178,7 @@ class Endpoint(PipelineActor):
         """Keep every later item for the successor (after Pause, or a failure to restart)."""
         if self.held is None:
             self.held = []
+        self._plain = False
 
     def hand_over_when_idle(self) -> None:
         """Once nothing is out at workers: clean up, give the successor what we hold, stop."""
@@ -198,6 +203,7 @@ class Endpoint(PipelineActor):
                 self.take(item)
             return
         deferred, self._deferred = self._deferred, None
+        self._plain = self.held is None and self._flush_reason is None
         self.start_work()
         for item in inherited:
             self.take(item)
@@ -206,6 +212,7 @@ class Endpoint(PipelineActor):
 
     def _flush(self, reason: str) -> None:
         self._flush_reason = reason
+        self._plain = False
         held, self.held = self.held or [], []
         for item in held:
             item.drop(reason)
@@ -218,6 +225,7 @@ class Endpoint(PipelineActor):
         if self._successor is not None:
             pending.append(Handover(self._successor))
         self.held = self._deferred = self._successor = None
+        self._plain = False
         for message in pending:
             if type(message) is Item:
                 message.drop(reason)

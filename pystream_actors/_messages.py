@@ -49,7 +49,8 @@ class Item:
         self.seq = -1  # numbered by the coordinator, in admission order
         self.data = data
         self.future = future
-        self.stamp(now, None)
+        self.submitted_at = self.sent_at = now
+        self.expires_at = math.inf
         self.error: BaseException | None = None
         self.dropped: str | None = None
         self.holds_slot = False

@@ -28,6 +28,7 @@ class Subscription:
         self._buffer: collections.deque[Any] = collections.deque()
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
+        self._waiting = 0  # readers blocked in get(): only then is a notify needed
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def put(self, value: Any) -> None:
@@ -37,14 +38,20 @@ class Subscription:
                 self._buffer.popleft()
                 self._hub.dropped += 1
             self._buffer.append(value)
-            self._cond.notify()
-            self._wake_async()
+            if self._waiting:
+                self._cond.notify()
+            if self._async_waiters:
+                self._wake_async()
 
     def get(self, timeout: float | None) -> tuple[bool, Any]:
         """(True, output) or (False, None) when none came within ``timeout`` or it closed."""
         with self._cond:
             if not self._buffer:
-                self._cond.wait_for(lambda: bool(self._buffer) or self._closed, timeout)
+                self._waiting += 1
+                try:
+                    self._cond.wait_for(lambda: bool(self._buffer) or self._closed, timeout)
+                finally:
+                    self._waiting -= 1
             if self._buffer:
                 return True, self._buffer.popleft()
             return False, None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
+from time import perf_counter
 from typing import Any
 
 import pykka
@@ -50,6 +50,8 @@ class StageActor(Endpoint):
         self._worker_index = worker_index
         self._pool_urn = pool_urn
         self._settled_go_home = worker_index < 0
+        self._simple = not self._policy.retries
+        """No retries and no setup error: one call per item, nothing else to decide."""
 
     def start_work(self) -> None:
         try:
@@ -58,6 +60,7 @@ class StageActor(Endpoint):
         except BaseException as exc:  # reported through WhenReady; items then fail with it
             self.setup_error = exc
             logger.error("stage %r: setup() raised", self.stage_name, exc_info=exc)
+        self._simple = self.setup_error is None and not self._policy.retries
 
     def stop_work(self, final: bool) -> None:
         try:
@@ -66,19 +69,43 @@ class StageActor(Endpoint):
             logger.error("stage %r: cleanup() raised", self.stage_name, exc_info=exc)
 
     def work(self, item: Item) -> None:
-        started = time.perf_counter()
-        if item.begin(started):
+        """The hot path of every stage: written flat, it runs once per item and stage."""
+        started = perf_counter()
+        if item.claim is None and started <= item.expires_at:  # no window may drop it
+            item.hops += 1
+            if self._simple:
+                try:
+                    item.data = self._call(item.data)
+                    ok = True
+                except BaseException as exc:  # SystemExit, KeyboardInterrupt...: the item only
+                    ok = self._fail(item, exc)
+            else:
+                ok = self._run(item)
+        elif item.begin(started):  # drop_oldest: take the item from the window's reach
             ok = self._run(item)
             item.release_claim()
-            ended = time.perf_counter()
-            self._counters.record(started, ended, started - item.sent_at, ok)
-            item.sent_at = ended
-        elif started > item.expires_at:
-            self._counters.dropped += 1
-        if item.is_live or not self._settled_go_home:
-            send_or_return(self.downstream, self.home, item, self.stage_name)
+        else:  # dropped by the window, or past its deadline
+            if started > item.expires_at:
+                self._counters.dropped += 1
+            self._send_settled(item)
+            return
+        ended = perf_counter()
+        self._counters.record(started, ended, started - item.sent_at, ok)
+        item.sent_at = ended
+        if ok:
+            try:
+                self.downstream.tell(item)
+            except pykka.ActorDeadError:
+                send_or_return(self.downstream, self.home, item, self.stage_name)
         else:
+            self._send_settled(item)
+
+    def _send_settled(self, item: Item) -> None:
+        """An item whose outcome is known goes home (a worker's goes back to its pool)."""
+        if self._settled_go_home:
             send_home(self.home, item)
+        else:
+            send_or_return(self.downstream, self.home, item, self.stage_name)
 
     def _run(self, item: Item) -> bool:
         """Run the stage on the item (with retries); on failure apply the policy."""
