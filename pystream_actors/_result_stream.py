@@ -8,13 +8,14 @@ the coordinator's thread (asyncio), so a cancelled asyncio read takes nothing aw
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Generic, TypeVar
+
+from ._wakeups import Wakeups
 
 T = TypeVar("T")
 
@@ -29,7 +30,7 @@ class Subscription:
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
         self._waiting = 0  # readers blocked in get(): only then is a notify needed
-        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._async_waiters = Wakeups(self._cond)
 
     def put(self, value: Any) -> None:
         """Append one output (the coordinator's thread); drops the oldest when full."""
@@ -41,7 +42,7 @@ class Subscription:
             if self._waiting:
                 self._cond.notify()
             if self._async_waiters:
-                self._wake_async()
+                self._async_waiters.wake_all()
 
     def get(self, timeout: float | None) -> tuple[bool, Any]:
         """(True, output) or (False, None) when none came within ``timeout`` or it closed."""
@@ -59,7 +60,6 @@ class Subscription:
     async def aget(self, timeout: float | None) -> tuple[bool, Any]:
         """``get`` for asyncio, without a thread."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        loop = asyncio.get_running_loop()
         while True:
             with self._cond:
                 if self._buffer:
@@ -67,32 +67,15 @@ class Subscription:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if self._closed or (remaining is not None and remaining <= 0):
                     return False, None
-                woken: asyncio.Future[None] = loop.create_future()
-                waiter = (loop, woken)
-                self._async_waiters.append(waiter)
-            try:
-                # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that
-                # lands as the waiter is woken, and a cancelled caller must stay cancelled
-                await asyncio.wait((woken,), timeout=remaining)
-            finally:
-                with self._cond:
-                    if waiter in self._async_waiters:
-                        self._async_waiters.remove(waiter)
-
-    def _wake_async(self) -> None:
-        waiters, self._async_waiters = self._async_waiters, []
-        for loop, woken in waiters:
-            try:
-                loop.call_soon_threadsafe(_set_if_pending, woken)
-            except RuntimeError:  # that event loop is closed
-                pass
+                waiter = self._async_waiters.register()
+            await self._async_waiters.wait(waiter, remaining)
 
     def close(self) -> None:
         """No more outputs will come: wake the reader."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            self._wake_async()
+            self._async_waiters.wake_all()
         self._hub.unsubscribe(self)
 
 
@@ -183,8 +166,3 @@ class AsyncReader(AsyncIterator[T], Generic[T]):
     async def aclose(self) -> None:
         """Stop reading; outputs are no longer buffered for this reader."""
         self._subscription.close()
-
-
-def _set_if_pending(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

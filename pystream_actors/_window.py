@@ -18,13 +18,13 @@ happens when it is full is the pipeline's ``on_full`` policy:
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import threading
 import time
 from typing import Literal
 
 from ._messages import DROPPED_ON_FULL, Item
+from ._wakeups import Wakeups
 
 OnFull = Literal["block", "reject", "drop_oldest"]
 ON_FULL_POLICIES: tuple[OnFull, ...] = ("block", "reject", "drop_oldest")
@@ -42,7 +42,7 @@ class InFlightWindow:
         self._closed = False
         self._inside: collections.deque[Item] = collections.deque()  # drop_oldest only
         self._waiting = 0  # submitters blocked in admit(): only then is a notify needed
-        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._async_waiters = Wakeups(self._cond)
         self.dropped = 0
 
     @property
@@ -76,7 +76,6 @@ class InFlightWindow:
     async def admit_async(self, item: Item, timeout: float | None) -> bool:
         """``admit`` for asyncio: waits without a thread; cancelling it admits nothing."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        loop = asyncio.get_running_loop()
         while True:
             with self._cond:
                 if self._used < self.capacity or self._closed or self.on_full != "block":
@@ -86,17 +85,8 @@ class InFlightWindow:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                woken: asyncio.Future[None] = loop.create_future()
-                waiter = (loop, woken)
-                self._async_waiters.append(waiter)
-            try:
-                # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that
-                # lands as the waiter is woken, and a cancelled caller must stay cancelled
-                await asyncio.wait((woken,), timeout=remaining)
-            finally:
-                with self._cond:
-                    if waiter in self._async_waiters:
-                        self._async_waiters.remove(waiter)
+                waiter = self._async_waiters.register()
+            await self._async_waiters.wait(waiter, remaining)
 
     def _take_slot(self, item: Item) -> bool:
         if self._closed or (self._used >= self.capacity and self.on_full != "drop_oldest"):
@@ -153,27 +143,14 @@ class InFlightWindow:
             if self._waiting:
                 self._cond.notify()
             if self._async_waiters:
-                self._wake_async()
-
-    def _wake_async(self) -> None:
-        waiters, self._async_waiters = self._async_waiters, []
-        for loop, woken in waiters:
-            try:
-                loop.call_soon_threadsafe(_set_if_pending, woken)
-            except RuntimeError:  # that event loop is closed: nobody waits there any more
-                pass
+                self._async_waiters.wake_all()
 
     def close(self) -> None:
         """Refuse every later ``admit`` and wake everyone waiting."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            self._wake_async()
-
-
-def _set_if_pending(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+            self._async_waiters.wake_all()
 
 
 def _take_claim(item: Item) -> bool:
