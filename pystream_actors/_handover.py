@@ -114,6 +114,11 @@ class Endpoint(PipelineActor):
         """True while items given out (to workers) have not come back."""
         return False
 
+    def send_settled(self, item: Item) -> None:
+        """An item whose outcome is known goes home to the coordinator (a pool's worker
+        overrides this: it must give every item back to its pool)."""
+        send_home(self.home, item)
+
     def other_message(self, message: Any) -> Any:
         """A message the protocol does not know."""
         logger.warning("%s ignored an unexpected message %r", self.stage_name, message)
@@ -165,10 +170,10 @@ class Endpoint(PipelineActor):
         if self._deferred is not None:
             self._deferred.append(item)
         elif not item.is_live:
-            send_home(self.home, item)
+            self.send_settled(item)
         elif self._flush_reason is not None:
             item.drop(self._flush_reason)
-            send_home(self.home, item)
+            self.send_settled(item)
         elif self.held is not None:
             self.held.append(item)
         else:
@@ -192,7 +197,7 @@ class Endpoint(PipelineActor):
         except pykka.ActorDeadError:
             for item in held:
                 item.drop(f"the successor of stage {self.stage_name!r} had stopped")
-                send_home(self.home, item)
+                self.send_settled(item)
         self._successor = None
         self.finish()
 
@@ -216,7 +221,7 @@ class Endpoint(PipelineActor):
         held, self.held = self.held or [], []
         for item in held:
             item.drop(reason)
-            send_home(self.home, item)
+            self.send_settled(item)
 
     def crashed(self, exc: BaseException) -> None:
         """Dying outside the protocol: every item we hold or still have queued goes home."""
@@ -229,11 +234,11 @@ class Endpoint(PipelineActor):
         for message in pending:
             if type(message) is Item:
                 message.drop(reason)
-                send_home(self.home, message)
+                self.send_settled(message)
             elif isinstance(message, Resume):
                 for item in message.held:
                     item.drop(reason)
-                    send_home(self.home, item)
+                    self.send_settled(item)
             elif isinstance(message, WhenReady):
                 settle_ready(message.done, exc)
             elif isinstance(message, Handover):  # the successor must not wait for us for ever

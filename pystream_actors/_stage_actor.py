@@ -87,7 +87,7 @@ class StageActor(Endpoint):
         else:  # dropped by the window, or past its deadline
             if started > item.expires_at:
                 self._counters.dropped += 1
-            self._send_settled(item)
+            self.send_settled(item)
             return
         ended = perf_counter()
         self._counters.record(started, ended, started - item.sent_at, ok)
@@ -98,9 +98,9 @@ class StageActor(Endpoint):
             except pykka.ActorDeadError:
                 send_or_return(self.downstream, self.home, item, self.stage_name)
         else:
-            self._send_settled(item)
+            self.send_settled(item)
 
-    def _send_settled(self, item: Item) -> None:
+    def send_settled(self, item: Item) -> None:
         """An item whose outcome is known goes home (a worker's goes back to its pool)."""
         if self._settled_go_home:
             send_home(self.home, item)

@@ -14,6 +14,7 @@ import pytest
 import pystream_actors as ps
 from tests import process_stages
 from tests.conftest import our_threads
+from tests.test_edges_failures import wait_until
 
 
 def outcomes(futures: list[Future[Any]], timeout: float = 30) -> list[Any]:
@@ -293,3 +294,38 @@ def test_process_workers_start_exactly_n_processes() -> None:
     with pipeline.parallelize():
         workers = [p for p in multiprocessing.active_children() if p.name == "pystream-Tag"]
         assert len(workers) == 2
+
+
+def test_an_item_dropped_while_a_failed_worker_holds_it_returns_to_its_pool() -> None:
+    """Found by the stateful test: under drop_oldest, the window drops an item a failed
+    worker holds for its successor; the successor gives it back to the pool (never straight
+    home), so the pool's ordered merge does not wait for it for ever."""
+    failed = threading.Event()
+
+    class FailsOnce(ps.Stage):
+        def __call__(self, x: int) -> int:
+            if x == 0 and not failed.is_set():
+                failed.set()
+                raise RuntimeError("glitch")
+            return x
+
+        def cleanup(self) -> None:
+            pass
+
+    pipeline = ps.Pipeline()
+    pipeline.add(
+        FailsOnce, "Pool", workers=2, on_error="restart", restart_backoff=(0.3, 0.3)
+    )  # one worker: 0 fails, and 1 lands on that worker, held for its successor
+    with pipeline.parallelize(capacity=4, on_full="drop_oldest"):
+        with pytest.raises(ps.StageError):
+            pipeline.handle.ask(0, timeout=30)  # worker 0 now holds what it gets for 0.3 s
+        futures = [pipeline.handle.submit(1)]  # to worker 0 (least busy): held
+        runtime = pipeline.handle._runtime
+        assert runtime is not None
+        pool: Any = runtime.records[0].ref._actor_weakref()  # white-box: item 1 given out
+        assert wait_until(lambda: bool(pool._in_work))
+        futures += [pipeline.handle.submit(i) for i in range(2, 10)]  # the window drops 1
+        settled = outcomes(futures, timeout=30)
+        assert isinstance(settled[0], ps.ItemDropped)
+        assert pipeline.handle.ask(99, timeout=30) == 99
+        assert pipeline.statistics().in_flight == 0
