@@ -35,6 +35,11 @@ bench: $(STAMP)  ## benchmarks: one table of ratios against baselines measured i
 bench-quick: $(STAMP)  ## a shorter benchmark run
 	$(PY) benchmarks/run_all.py --quick
 
+SOAK_EXAMPLES ?= 2000
+.PHONY: soak
+soak: $(STAMP)  ## the stateful property test only, over thousands of step sequences
+	PYSTREAM_STATEFUL_EXAMPLES=$(SOAK_EXAMPLES) $(PY) -m pytest tests/test_stateful.py -q
+
 DOCS_STAMP := $(VENV)/.docs-installed
 $(DOCS_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[docs]'
