@@ -20,6 +20,7 @@ from ._errors import StageError
 from ._handover import Endpoint, relink, settle_ready
 from ._messages import (
     FailureNotice,
+    Flush,
     Item,
     Relink,
     ReplaceWorker,
@@ -61,6 +62,7 @@ class WorkerPoolActor(Endpoint):
         self._next_out = 0
         self._ready: list[Future[BaseException | None]] = []
         self._workers_broken = False
+        self._failed_workers: dict[int, str] = {}  # index -> urn, until replaced
 
     # -- Endpoint hooks ---------------------------------------------------------------
 
@@ -152,6 +154,9 @@ class WorkerPoolActor(Endpoint):
     def _returned(self, item: Item) -> None:
         _, worker = self._in_work.pop(item.pool_seq)
         self._load[worker] -= 1
+        notice = item.failure_action
+        if notice is not None and notice.worker >= 0:  # that worker now holds what it gets
+            self._failed_workers[notice.worker] = notice.actor_urn
         if not item.is_live:
             send_home(self.home, item)  # its outcome is known: it need not wait for order
             if self._ordered:
@@ -203,9 +208,19 @@ class WorkerPoolActor(Endpoint):
                 return future.result()
         return None
 
+    def hand_over_when_idle(self) -> None:
+        # Workers that failed hold what they got until replaced; the supervisor replaces
+        # them only for the current, running pool. A pool handing over replaces them now,
+        # so their items are processed here, in order, and the pool becomes idle.
+        if self._successor is not None:
+            for index, urn in list(self._failed_workers.items()):
+                self._replace_worker(index, urn)
+        super().hand_over_when_idle()
+
     def _replace_worker(self, index: int, actor_urn: str) -> None:
         if index >= len(self._workers) or self._workers[index].actor_urn != actor_urn:
             return  # already replaced, or this pool was rebuilt since the failure
+        self._failed_workers.pop(index, None)
         old = self._workers[index]
         try:
             slot = self._slot.worker_slot()
@@ -213,6 +228,10 @@ class WorkerPoolActor(Endpoint):
             logger.error("stage %r: a worker could not be replaced", self.stage_name, exc_info=exc)
             self.setup_error = exc
             self._workers_broken = True
+            try:  # what the old worker holds comes back to the pool, dropped
+                old.tell(Flush(f"a worker of stage {self.stage_name!r} could not be replaced"))
+            except pykka.ActorDeadError:
+                pass
             return
         new = self._spawn_worker(slot, index, waiting=True)
         self._workers[index] = new

@@ -329,3 +329,36 @@ def test_an_item_dropped_while_a_failed_worker_holds_it_returns_to_its_pool() ->
         assert isinstance(settled[0], ps.ItemDropped)
         assert pipeline.handle.ask(99, timeout=30) == 99
         assert pipeline.statistics().in_flight == 0
+
+
+@pytest.mark.parametrize("control", ["restart", "stop_then_start"])
+def test_a_pool_handing_over_replaces_its_failed_workers_first(control: str) -> None:
+    """Found by the stateful test: a worker failed under "restart" holds what it gets until
+    replaced; if the pool itself is restarted, or stopped and started, before the supervisor
+    replaced that worker, the pool replaces it while handing over, so its items are
+    processed (in order) instead of stranding the hand-over."""
+    failed = threading.Event()
+
+    class FailsOnce(ps.Stage):
+        def __call__(self, x: int) -> int:
+            if x == 0 and not failed.is_set():
+                failed.set()
+                raise RuntimeError("glitch")
+            return x
+
+        def cleanup(self) -> None:
+            pass
+
+    pipeline = ps.Pipeline()
+    pipeline.add(FailsOnce, "Pool", workers=2, on_error="restart", restart_backoff=(30.0, 30.0))
+    with pipeline.parallelize(capacity=16):
+        with pytest.raises(ps.StageError):
+            pipeline.handle.ask(0, timeout=30)  # worker 0 holds what it gets for 30 s
+        futures = [pipeline.handle.submit(i) for i in range(1, 11)]
+        if control == "restart":
+            assert pipeline.handle.restart_stage("Pool", timeout=30) is True
+        else:
+            assert pipeline.handle.stop_stage("Pool", timeout=30) is True
+            assert pipeline.handle.start_stage("Pool", timeout=30) is True
+        assert outcomes(futures, timeout=30) == list(range(1, 11))
+        assert pipeline.handle.status()["Pool"].state == "running"
