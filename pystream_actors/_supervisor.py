@@ -78,19 +78,22 @@ class Supervisor:
         self._state_lock = threading.Lock()
         self._notices: queue.SimpleQueue[FailureNotice | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
         self._closing = threading.Event()
 
     # -- failure notices (from the coordinator's thread: never block) -----------------
 
     def notify(self, notice: FailureNotice) -> None:
         """A stage failed under "restart" or "stop": act on it on the supervisor thread."""
-        if self._closing.is_set():
-            return
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._serve, name="pystream-supervisor", daemon=True
-            )
-            self._thread.start()
+        with self._thread_lock:  # ordered with close(): a thread is started or never made
+            if self._closing.is_set():
+                return
+            if self._thread is None:
+                thread = threading.Thread(
+                    target=self._serve, name="pystream-supervisor", daemon=True
+                )
+                thread.start()
+                self._thread = thread
         self._notices.put(notice)
 
     def _serve(self) -> None:
@@ -269,10 +272,12 @@ class Supervisor:
 
     def close(self, timeout: float | None) -> None:
         """Stop acting on failures and join the supervisor thread."""
-        self._closing.set()
+        with self._thread_lock:
+            self._closing.set()
+            thread = self._thread
         self._notices.put(None)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
 
 def _is_current(record: StageRecord, notice: FailureNotice) -> bool:
