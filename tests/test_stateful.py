@@ -13,9 +13,10 @@ What must hold (checked after every step where cheap, and at teardown):
 - every accepted item gets exactly one outcome allowed by the contract: its output (the
   right value), a ``StageError`` from the first stage planned to fail on it (chaining
   the planned exception, ``BaseException``s included), ``ItemDropped`` only under
-  ``on_full="drop_oldest"``, ``PipelineTerminated`` only after ``stop(drain=False)``, an
-  ``on_error="stop"`` failure, or a stop while a stage was stopped; no future stays
-  pending, and no stage runs twice on one item;
+  ``on_full="drop_oldest"``, ``PipelineTerminated`` only after ``stop(drain=False)`` or
+  an ``on_error="stop"`` failure (an item still waiting for a stage stopped with
+  ``stop_stage`` when the pipeline stops may get either); no future stays pending, and
+  no stage runs twice on one item;
 - outputs come out in input order per submitting thread;
 - after a stop, ``statistics()`` shows nothing in flight and ``accepted == completed +
   failed + dropped``, and no thread of the library is left;
@@ -26,8 +27,9 @@ What must hold (checked after every step where cheap, and at teardown):
 - a ``Stage`` instance is called only on the thread where it was set up, and every
   ``setup()`` is paired with one ``cleanup()`` on that thread.
 
-Each failure is raised as its own ``AssertionError`` subclass, so hypothesis reports
-distinct defects separately. Knobs (environment variables): ``PYSTREAM_STATEFUL_EXAMPLES``
+Each kind of failure is its own ``AssertionError`` subclass, so hypothesis reports
+distinct defects separately; the first one found is raised at teardown, with the steps
+that led to it in its message (see ``step``). Knobs (environment variables): ``PYSTREAM_STATEFUL_EXAMPLES``
 (sequences to try; ``make soak`` runs thousands), ``PYSTREAM_STATEFUL_STEPS`` (steps per
 sequence) and ``PYSTREAM_STATEFUL_PATIENCE`` (seconds to wait for anything that must
 happen; lower it to shrink hangs faster).
@@ -325,6 +327,11 @@ class RuntimeInfo:
     @property
     def may_terminate_items(self) -> bool:
         return self.stopped_without_drain or self.terminated or self.ended_with_stopped_stage
+
+    @property
+    def may_drop_items(self) -> bool:
+        # items still waiting for a stopped stage when the pipeline stops may be dropped
+        return self.on_full == "drop_oldest" or self.ended_with_stopped_stage
 
 
 @dataclass
@@ -918,7 +925,7 @@ class PipelineMachine(RuleBasedStateMachine):
                 return f"{about} failed with {error!r} (cause {error.__cause__!r})"
             return None
         if isinstance(error, ps.ItemDropped):
-            if any(info.on_full == "drop_oldest" for info in infos):
+            if any(info.may_drop_items for info in infos):
                 return None
             return f"{about} was dropped ({error}) without on_full='drop_oldest'"
         if isinstance(error, ps.PipelineTerminated):
