@@ -31,8 +31,8 @@ Each kind of failure is its own ``AssertionError`` subclass, so hypothesis repor
 distinct defects separately; the first one found is raised at teardown, with the steps
 that led to it in its message (see ``step``). Knobs (environment variables): ``PYSTREAM_STATEFUL_EXAMPLES``
 (sequences to try; ``make soak`` runs thousands), ``PYSTREAM_STATEFUL_STEPS`` (steps per
-sequence) and ``PYSTREAM_STATEFUL_PATIENCE`` (seconds to wait for anything that must
-happen; lower it to shrink hangs faster).
+sequence), ``PYSTREAM_STATEFUL_PATIENCE`` (seconds to wait for anything that must happen;
+lower it to shrink hangs faster) and ``PYSTREAM_STATEFUL_TIMEOUT`` (the test's timeout).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -171,7 +171,7 @@ class Harness:
         self.instances: list[Adder] = []
 
     def report(self, problem: AssertionError) -> None:
-        """Note a problem seen on another thread; the machine raises it after the step."""
+        """Note a problem seen on another thread; an invariant picks it up after the step."""
         self.problems.append(problem)
 
     def run(self, stage: str, amount: int, token: Token) -> Token:
@@ -272,7 +272,7 @@ def make_stage(harness: Harness, stage: str, given: str) -> dict[str, Any]:
 class StageSpec:
     """How one stage is added: its failure policy, its workers and what is given."""
 
-    on_error: str
+    on_error: Literal["skip", "restart", "stop"]
     workers: int
     given: str
 
@@ -420,7 +420,7 @@ class PipelineMachine(RuleBasedStateMachine):
         self.stuck_calls: list[threading.Thread] = []
         self.broken = False
         self.history: list[str] = []
-        self.found: AssertionError | None = None  # a problem an invariant found, for teardown
+        self.found: AssertionError | None = None  # the first problem found, raised at teardown
 
     # -- building and starting ----------------------------------------------------------
 
@@ -492,7 +492,7 @@ class PipelineMachine(RuleBasedStateMachine):
             )
         except ps.PipelineFull:
             return
-        except TimeoutError:
+        except (TimeoutError, concurrent.futures.TimeoutError):
             raise self._fail(LostItem(f"ask({token}) got no answer in {PATIENCE}s")) from None
         except (ps.StageError, ps.ItemDropped, ps.PipelineTerminated) as exc:
             future.set_exception(exc)
@@ -568,7 +568,7 @@ class PipelineMachine(RuleBasedStateMachine):
     def restart_stage(self, name: str, timeout: float) -> None:
         """``handle.restart_stage``: a new actor (and instance, from a class or factory)."""
         if self._control("restart_stage", name, timeout, self.handle.restart_stage):
-            self.stopped.discard(name)
+            self._note_started(name)
 
     @precondition(lambda self: self.running)
     @rule(name=stages, given=givens, timeout=timeouts)
@@ -584,7 +584,7 @@ class PipelineMachine(RuleBasedStateMachine):
             self.handle.replace_stage(name, new.get("stage"), timeout, factory=new.get("factory"))
 
         if self._control("replace_stage", name, timeout, call):
-            self.stopped.discard(name)
+            self._note_started(name)
 
     @precondition(lambda self: self.running)
     @rule(name=stages, timeout=timeouts)
@@ -600,7 +600,7 @@ class PipelineMachine(RuleBasedStateMachine):
     def start_stage(self, name: str, timeout: float) -> None:
         """``handle.start_stage``: the waiting items go first."""
         if self._control("start_stage", name, timeout, self.handle.start_stage):
-            self.stopped.discard(name)
+            self._note_started(name)
 
     # -- invariants -------------------------------------------------------------------------
 
@@ -661,12 +661,7 @@ class PipelineMachine(RuleBasedStateMachine):
     def _check_stopped_stages(self) -> None:
         if not self.running or not self.stopped or self.handle.state != "running":
             return
-        try:
-            states = self._call("handle.status()", self.handle.status)
-        except (Hang, AssertionError):
-            raise
-        except BaseException as exc:
-            raise self._fail(self._unexpected("handle.status()", exc)) from exc
+        states = self._status()
         moved = {name: states[name].state for name in self.stopped}
         if any(state != "stopped" for state in moved.values()):
             raise self._fail(WrongState(f"stages stopped by stop_stage are now {moved}"))
@@ -806,7 +801,7 @@ class PipelineMachine(RuleBasedStateMachine):
     # -- helpers: control calls -------------------------------------------------------------
 
     def _control(
-        self, what: str, name: str, timeout: float, call: Callable[[str, float], None]
+        self, what: str, name: str, timeout: float, call: Callable[[str, float], object]
     ) -> bool:
         """Make one control call; True if it took effect. StageBusy and, after an
         on_error="stop" failure, PipelineTerminated are allowed answers."""
@@ -827,6 +822,22 @@ class PipelineMachine(RuleBasedStateMachine):
         except BaseException as exc:
             raise self._fail(self._unexpected(label, exc)) from exc
         return True
+
+    def _status(self) -> dict[str, Any]:
+        try:
+            return self._call("handle.status()", self.handle.status)  # type: ignore[no-any-return]
+        except (Hang, AssertionError):
+            raise
+        except BaseException as exc:
+            raise self._fail(self._unexpected("handle.status()", exc)) from exc
+
+    def _note_started(self, name: str) -> None:
+        """A start, restart or replace took effect: the stage runs, unless the library
+        keeps a stopped stage stopped (the ``ask`` rule must not wait for it then)."""
+        if self._status()[name].state == "stopped":
+            self.stopped.add(name)
+        else:
+            self.stopped.discard(name)
 
     # -- helpers: checking ------------------------------------------------------------------
 
@@ -948,7 +959,10 @@ class PipelineMachine(RuleBasedStateMachine):
     def _check_statistics(self) -> None:
         """After a stop: nothing in flight, and every accepted item counted once."""
         stats = self._call("handle.statistics()", self.handle.statistics)
-        if stats.in_flight != 0 or stats.accepted != stats.completed + stats.failed + stats.dropped:
+        # a burst thread may hold a window slot for a moment before it learns of the stop
+        bursting = any(t.is_alive() for b in self.active_bursts for t in b.threads)
+        in_flight = 0 if bursting else stats.in_flight
+        if in_flight != 0 or stats.accepted != stats.completed + stats.failed + stats.dropped:
             raise self._fail(
                 WrongCount(
                     f"after a stop: in_flight={stats.in_flight}, accepted={stats.accepted}, "
@@ -957,7 +971,6 @@ class PipelineMachine(RuleBasedStateMachine):
             )
         mine = [s for s in self.submissions if self.generation in s.generations]
         surely = sum(1 for s in mine if len(s.generations) == 1 and s.surely_accepted)
-        bursting = any(t.is_alive() for b in self.active_bursts for t in b.threads)
         if stats.accepted < surely or (not bursting and stats.accepted > len(mine)):
             raise self._fail(
                 WrongCount(
@@ -1055,8 +1068,8 @@ class PipelineMachine(RuleBasedStateMachine):
             pass
 
 
-# A passing run takes about half a second per sequence on a loaded machine; a failing one
-# adds hypothesis's shrinking (at most five minutes) and up to PATIENCE per retried hang.
+# A passing run takes about a quarter of a second per sequence on a loaded 2-core machine; a
+# failing one adds hypothesis's shrinking (at most five minutes) and PATIENCE per hang.
 @pytest.mark.timeout(int(os.environ.get("PYSTREAM_STATEFUL_TIMEOUT", 600 + 1.5 * EXAMPLES)))
 def test_pipeline_state_machine() -> None:
     """Random interleavings keep every promise: outcomes, order, counts, threads, errors."""
