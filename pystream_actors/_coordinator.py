@@ -17,11 +17,14 @@ from ._errors import ItemDropped, PipelineTerminated, StageError
 from ._handover import relink
 from ._messages import (
     Abort,
+    DeadLetter,
     Drain,
     FailureNotice,
     Item,
     Link,
+    Notice,
     Relink,
+    TapOutput,
 )
 from ._outputs import Outputs
 from ._statistics import PipelineCounters
@@ -77,7 +80,7 @@ class CoordinatorActor(PipelineActor):
         if type(message) is Item:
             if message.seq < 0:  # not numbered yet: a new item from the handle
                 self._admit(message)
-            else:
+            elif message.parent is None:  # a branch's child that strayed here is no outcome
                 self._finish(message)
         elif isinstance(message, Relink):
             self._first = relink(message)
@@ -89,6 +92,13 @@ class CoordinatorActor(PipelineActor):
         elif isinstance(message, Abort):
             self._terminated = message.reason
             self._abort(message.reason)
+        elif isinstance(message, TapOutput):
+            self._outputs.publish_named(message.output, message.value)
+        elif isinstance(message, DeadLetter):
+            if isinstance(message.error, StageError):
+                self._deliver_dead_letter(message.error)
+        elif isinstance(message, Notice):
+            self._outlets.on_failure_notice(message.action)
         else:
             logger.warning("coordinator ignored an unexpected message %r", message)
         return None

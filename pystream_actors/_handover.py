@@ -39,6 +39,7 @@ from ._messages import (
     Retire,
     WhenReady,
     send_home,
+    send_or_return,
 )
 
 logger = logging.getLogger("pystream_actors")
@@ -85,11 +86,15 @@ class Endpoint(PipelineActor):
         downstream: pykka.ActorRef[Any],
         home: pykka.ActorRef[Any],
         waiting: bool,
+        settled_go_home: bool = True,
     ) -> None:
         super().__init__(group, thread_name)
         self.stage_name = stage_name
         self.downstream = downstream
         self.home = home  # the coordinator: where settled and undeliverable items go
+        self.settled_go_home = settled_go_home
+        """False inside a branch or a pool: every item, settled or not, must go back
+        through the junction or pool that gave it out."""
         self.setup_error: BaseException | None = None
         self._deferred: list[Any] | None = [] if waiting else None
         self.held: list[Item] | None = None
@@ -115,9 +120,12 @@ class Endpoint(PipelineActor):
         return False
 
     def send_settled(self, item: Item) -> None:
-        """An item whose outcome is known goes home to the coordinator (a pool's worker
-        overrides this: it must give every item back to its pool)."""
-        send_home(self.home, item)
+        """An item whose outcome is known goes home to the coordinator at once; inside a
+        branch or a pool it goes on, back to the junction or pool that gave it out."""
+        if self.settled_go_home:
+            send_home(self.home, item)
+        else:
+            send_or_return(self.downstream, self.home, item, self.stage_name)
 
     def other_message(self, message: Any) -> Any:
         """A message the protocol does not know."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ class Item:
     """One accepted input on its way through the stages."""
 
     __slots__ = (
+        "branch",
         "claim",
         "data",
         "dropped",
@@ -34,6 +36,8 @@ class Item:
         "future",
         "holds_slot",
         "hops",
+        "jseq",
+        "parent",
         "pool_seq",
         "sent_at",
         "seq",
@@ -56,8 +60,23 @@ class Item:
         self.holds_slot = False
         self.hops = 0  # stages that started the item (0: the first stage has not yet)
         self.pool_seq = -1  # numbered by a worker pool, to put outputs back in order
-        self.claim: list[int] | None = None
+        self.claim: list[int] | ClaimGroup | None = None
         self.failure_action: FailureNotice | None = None
+        self.parent: Item | None = None  # set on a child a junction forked for a branch
+        self.branch = ""
+        self.jseq = -1  # numbered by a junction, to join and release in order
+
+    def fork(self, branch: str, data: Any, expires_at: float, claim: Any, jseq: int) -> Item:
+        """A child envelope for one branch of a junction; it shares the parent's number."""
+        child = Item(data, None, self.submitted_at)
+        child.seq = self.seq
+        child.sent_at = self.sent_at
+        child.expires_at = expires_at
+        child.claim = claim
+        child.parent = self
+        child.branch = branch
+        child.jseq = jseq
+        return child
 
     def stamp(self, now: float, max_age: float | None) -> None:
         """Start the item's clock at acceptance (after any wait for room)."""
@@ -77,10 +96,13 @@ class Item:
         stage never works on an item the window dropped, nor the window drops one in work.
         An item past its deadline is dropped here.
         """
+        claim = self.claim
+        if type(claim) is ClaimGroup:
+            return claim.begin_child(self, now)
         if not self.try_claim():
             return False
         if now > self.expires_at:
-            self.drop("older than max_age when a stage was about to start it")
+            self.drop(EXPIRED)
             return False
         self.hops += 1
         return True
@@ -88,7 +110,7 @@ class Item:
     def try_claim(self) -> bool:
         """Take the item from the window's reach; False if the window dropped it first."""
         claim = self.claim
-        if claim is not None:
+        if isinstance(claim, list):
             try:
                 claim.pop()
             except IndexError:
@@ -98,8 +120,11 @@ class Item:
 
     def release_claim(self) -> None:
         """The stage is done with the item: the window may drop it again while it waits."""
-        if self.claim is not None:
-            self.claim.append(1)
+        claim = self.claim
+        if isinstance(claim, list):
+            claim.append(1)
+        elif claim is not None:
+            claim.end_child()
 
     @property
     def started(self) -> bool:
@@ -111,6 +136,76 @@ class Item:
         if self.dropped is None and self.error is None:
             self.dropped = reason
             self.data = None
+
+
+SIBLING_FAILED = "a required sibling branch failed first"
+EXPIRED = "older than max_age when a stage was about to start it"
+
+
+class ClaimGroup:
+    """The claim of a parent forked into children, shared by the children.
+
+    A stage working on a child holds the group; the window may drop the parent only while
+    no child is at work, and a failed required branch cancels the siblings not yet started.
+    A lock makes "check, then start" one step for the children and the window alike.
+    """
+
+    __slots__ = ("_lock", "active", "closed", "parent", "reason")
+
+    def __init__(self, parent: Item) -> None:
+        self._lock = threading.Lock()
+        self.parent = parent
+        self.active = 0
+        self.closed = False  # the window dropped the parent, or the join is over
+        self.reason = ""  # why children may no longer start
+
+    def begin_child(self, child: Item, now: float) -> bool:
+        """A branch stage is about to start ``child``: False (and the child dropped) if it
+        must be skipped."""
+        with self._lock:
+            if not child.is_live:
+                return False
+            parent = self.parent
+            if self.reason or parent.dropped is not None or parent.error is not None:
+                child.drop(self.reason or parent.dropped or SIBLING_FAILED)
+                return False
+            if now > child.expires_at:
+                child.drop(EXPIRED)
+                return False
+            child.hops += 1
+            self.active += 1
+            return True
+
+    def end_child(self) -> None:
+        with self._lock:
+            self.active -= 1
+
+    def take_idle(self) -> bool:
+        """The window drops the parent: only while no child is at work (then they skip)."""
+        with self._lock:
+            if self.closed or self.active:
+                return False
+            self.closed = True
+            self.reason = DROPPED_ON_FULL
+            return True
+
+    def cancel(self, reason: str) -> None:
+        """Children not yet started skip the item from now on."""
+        with self._lock:
+            self.reason = self.reason or reason
+
+    def drop_unstarted(self, child: Item, reason: str) -> bool:
+        """Drop ``child`` if no stage has started it (a branch over its capacity)."""
+        with self._lock:
+            if child.hops or not child.is_live:
+                return False
+            child.drop(reason)
+            return True
+
+    def close(self) -> None:
+        """The join is over: the window can no longer take the parent through the group."""
+        with self._lock:
+            self.closed = True
 
 
 def send_or_return(
@@ -206,6 +301,36 @@ class Retire:
     actor stops itself right after (a pool's worker), else the runtime stops it."""
 
     then_stop: bool = False
+
+
+@dataclass(frozen=True)
+class LinkBranches:
+    """Builder -> junction: the head actor of each branch, by branch key."""
+
+    heads: dict[str, pykka.ActorRef[Any]]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Junction -> coordinator: a stage inside a branch asks to be restarted or stopped."""
+
+    action: FailureNotice
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Junction -> coordinator: a failure that is not its item's outcome (an optional
+    branch, a tap) still goes to the dead letters and ``on_error`` callbacks."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class TapOutput:
+    """Tap junction -> coordinator: one output of tap branch ``output``."""
+
+    output: str
+    value: Any
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pykka
 from ._actors import ActorGroup
 from ._errors import StageError
 from ._handover import Endpoint
-from ._messages import FailureNotice, Item, send_home, send_or_return
+from ._messages import FailureNotice, Item, send_or_return
 from ._process_stage import WorkerDied
 from ._stage import StageSlot
 from ._statistics import StageCounters
@@ -38,10 +38,17 @@ class StageActor(Endpoint):
         waiting: bool = False,
         worker_index: int = -1,
         pool_urn: str = "",
+        settled_go_home: bool = True,
     ) -> None:
         suffix = f"-{worker_index}" if worker_index >= 0 else ""
         super().__init__(
-            group, f"StageActor-{slot.name}{suffix}", slot.name, downstream, home, waiting
+            group,
+            f"StageActor-{slot.name}{suffix}",
+            slot.name,
+            downstream,
+            home,
+            waiting,
+            settled_go_home and worker_index < 0,  # a worker gives everything to its pool
         )
         self._slot = slot
         self._call = slot.stage
@@ -49,7 +56,6 @@ class StageActor(Endpoint):
         self._counters = counters
         self._worker_index = worker_index
         self._pool_urn = pool_urn
-        self._settled_go_home = worker_index < 0
         self._simple = not self._policy.retries
         """No retries and no setup error: one call per item, nothing else to decide."""
 
@@ -99,13 +105,6 @@ class StageActor(Endpoint):
                 send_or_return(self.downstream, self.home, item, self.stage_name)
         else:
             self.send_settled(item)
-
-    def send_settled(self, item: Item) -> None:
-        """An item whose outcome is known goes home (a worker's goes back to its pool)."""
-        if self._settled_go_home:
-            send_home(self.home, item)
-        else:
-            send_or_return(self.downstream, self.home, item, self.stage_name)
 
     def _run(self, item: Item) -> bool:
         """Run the stage on the item (with retries); on failure apply the policy."""

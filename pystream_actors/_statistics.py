@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Optional, Protocol
 
 from ._durations import MASK, Durations, percentiles
@@ -72,6 +74,32 @@ class StageStatistics:
     """Items per second from the first item to the last one."""
     child: Optional[PipelineStatistics] = None
     """The statistics of a nested pipeline added with ``as_stage()``."""
+    path: str = ""
+    """Where the stage sits: its name, or ``Junction/branch/Stage`` inside a branch."""
+
+
+@dataclass(frozen=True)
+class JunctionStatistics:
+    """A snapshot of one junction (a ``Parallel``, ``Route`` or ``Tap``)."""
+
+    name: str
+    path: str
+    kind: str
+    """``"parallel"``, ``"route"`` or ``"tap"``."""
+    pending: int
+    """Items inside the junction's branches now (joins or reorders not finished)."""
+    max_pending: int
+    branches: tuple[str, ...]
+    arrivals: Mapping[str, int]
+    """Children that came back from each branch."""
+    waited_on: Mapping[str, float]
+    """``Parallel``: the share of joins each branch arrived last in (it held the join up)."""
+    join_wait: Percentiles
+    """``Parallel``: time from the first branch's arrival to the last one's, per item."""
+    per_key: Mapping[str, int]
+    """``Route``: items per branch key."""
+    dropped: Mapping[str, int]
+    """Children dropped by a branch's ``capacity`` (or a tap's), per branch."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +125,19 @@ class PipelineStatistics:
     """Outputs pushed out of the ``results()`` buffer before anyone read them."""
     bottleneck: Optional[str] = None
     """The stage that limits throughput: the one busiest over the recent window."""
+    junctions: tuple[JunctionStatistics, ...] = field(default_factory=tuple)
+    critical_path: tuple[str, ...] = field(default_factory=tuple)
+    """The stages that limit latency: the main chain, and at each join the branch it
+    waited on most."""
+
+    def junction(self, name: str) -> JunctionStatistics:
+        """The snapshot of the junction called ``name``."""
+        for junction in self.junctions:
+            if junction.name == name:
+                return junction
+        raise StageNotFound(
+            f"no junction named {name!r}; junctions are {[j.name for j in self.junctions]}"
+        )
 
     def stage(self, name: str) -> StageStatistics:
         """The snapshot of the stage called ``name``."""
@@ -235,6 +276,47 @@ class StageCounters:
             utilization=busy,
             mean_throughput=done / span if span > 0 else 0.0,
             child=child,
+        )
+
+
+class JunctionCounters:
+    """The counters a junction writes on its own thread."""
+
+    def __init__(self, name: str, kind: str, branches: tuple[str, ...]) -> None:
+        self.name = name
+        self.kind = kind
+        self.branches = branches
+        self.pending = 0
+        self.max_pending = 0
+        self.arrivals: collections.Counter[str] = collections.Counter()
+        self.last: collections.Counter[str] = collections.Counter()
+        self.per_key: collections.Counter[str] = collections.Counter()
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self.join_wait = Durations()
+        self.joins = 0
+
+    def entered(self, count: int = 1) -> None:
+        self.pending += count
+        if self.pending > self.max_pending:
+            self.max_pending = self.pending
+
+    def snapshot(self, path: str) -> JunctionStatistics:
+        joins = sum(self.last.values())
+        branches = tuple(sorted({*self.branches, *self.arrivals, *self.per_key}))
+        return JunctionStatistics(
+            name=self.name,
+            path=path,
+            kind=self.kind,
+            pending=self.pending,
+            max_pending=self.max_pending,
+            branches=branches,
+            arrivals=MappingProxyType(dict(self.arrivals)),
+            waited_on=MappingProxyType(
+                {b: self.last[b] / joins for b in self.last} if joins else {}
+            ),
+            join_wait=Percentiles.of(self.join_wait),
+            per_key=MappingProxyType(dict(self.per_key)),
+            dropped=MappingProxyType(dict(self.dropped)),
         )
 
 

@@ -154,10 +154,13 @@ class InFlightWindow:
 
 
 def _take_claim(item: Item) -> bool:
-    """Take the item's token if no stage holds it (``list.pop`` is atomic)."""
-    assert item.claim is not None
-    try:
-        item.claim.pop()
-    except IndexError:
-        return False
-    return True
+    """Take the item's token if no stage holds it (``list.pop`` is atomic); a parent forked
+    at a junction only while none of its children is at work."""
+    claim = item.claim
+    if isinstance(claim, list):
+        try:
+            claim.pop()
+        except IndexError:
+            return False
+        return True
+    return claim is not None and claim.take_idle()

@@ -26,7 +26,6 @@ from ._messages import (
     ReplaceWorker,
     Retire,
     WhenReady,
-    send_home,
     send_or_return,
 )
 from ._stage import StageSlot
@@ -47,9 +46,16 @@ class WorkerPoolActor(Endpoint):
         home: pykka.ActorRef[Any],
         counters: PoolCounters,
         waiting: bool = False,
+        settled_go_home: bool = True,
     ) -> None:
         super().__init__(
-            group, f"StageActor-{slot.name}-pool", slot.name, downstream, home, waiting
+            group,
+            f"StageActor-{slot.name}-pool",
+            slot.name,
+            downstream,
+            home,
+            waiting,
+            settled_go_home,
         )
         self._slot = slot
         self._ordered = slot.scaling.ordered
@@ -158,7 +164,7 @@ class WorkerPoolActor(Endpoint):
         if notice is not None and notice.worker >= 0:  # that worker now holds what it gets
             self._failed_workers[notice.worker] = notice.actor_urn
         if not item.is_live:
-            send_home(self.home, item)  # its outcome is known: it need not wait for order
+            self.send_settled(item)  # its outcome is known: it need not wait for order
             if self._ordered:
                 self._finished[item.pool_seq] = None
         elif not self._ordered:
@@ -181,7 +187,7 @@ class WorkerPoolActor(Endpoint):
         if action != "skip":
             item.failure_action = FailureNotice(self.stage_name, action, self.actor_urn)
             self.hold()
-        send_home(self.home, item)
+        self.send_settled(item)
 
     # -- workers ------------------------------------------------------------------------
 
@@ -242,7 +248,7 @@ class WorkerPoolActor(Endpoint):
         for item in self._finished.values():
             if item is not None:
                 item.drop(reason)
-                send_home(self.home, item)
+                self.send_settled(item)
         self._finished.clear()
         for ref in self._workers:
             try:
@@ -266,9 +272,17 @@ def spawn_stage(
     home: pykka.ActorRef[Any],
     counters: StageCounters,
     waiting: bool = False,
+    settled_go_home: bool = True,
 ) -> pykka.ActorRef[Any]:
-    """Start the actor that runs ``slot``: a single stage actor or a worker pool."""
+    """Start the actor that runs ``slot``: a single stage actor or a worker pool.
+
+    ``settled_go_home=False`` for a stage inside a branch: settled items go on to the
+    junction, never straight home."""
     if slot.scaling.pooled:
         assert isinstance(counters, PoolCounters)
-        return group.spawn(WorkerPoolActor, slot, downstream, home, counters, waiting)
-    return group.spawn(StageActor, slot, downstream, home, counters, waiting)
+        return group.spawn(
+            WorkerPoolActor, slot, downstream, home, counters, waiting, settled_go_home
+        )
+    return group.spawn(
+        StageActor, slot, downstream, home, counters, waiting, settled_go_home=settled_go_home
+    )
