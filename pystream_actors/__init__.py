@@ -13,6 +13,7 @@ from . import (
     _lifecycle,  # noqa: F401 - registers the stop of running pipelines at exit
     functional,
 )
+from ._combinators import Chain, Joined, Parallel, Route, Tap
 from ._errors import (
     InvalidArgument,
     InvalidItem,
@@ -40,7 +41,12 @@ from ._profiles import get_profiler_db_folder, set_profiler_db_folder
 from ._registry import get_handle
 from ._scaling import Executor
 from ._stage import MAIN_PIPELINE_NAME, Stage
-from ._statistics import Percentiles, PipelineStatistics, StageStatistics
+from ._statistics import (
+    JunctionStatistics,
+    Percentiles,
+    PipelineStatistics,
+    StageStatistics,
+)
 from ._supervisor import StageState, StageStatus
 from ._window import OnFull
 
@@ -55,6 +61,7 @@ logger.addHandler(logging.NullHandler())
 
 __all__ = [
     "MAIN_PIPELINE_NAME",
+    "Chain",
     "Executor",
     "InvalidArgument",
     "InvalidItem",
@@ -62,10 +69,13 @@ __all__ = [
     "InvalidStageName",
     "InvalidState",
     "ItemDropped",
+    "Joined",
+    "JunctionStatistics",
     "MissingExtra",
     "OnError",
     "OnFull",
     "OutputTimeout",
+    "Parallel",
     "Percentiles",
     "Pipeline",
     "PipelineFull",
@@ -79,6 +89,7 @@ __all__ = [
     "PipelineUndefined",
     "ProfilingError",
     "PyStreamError",
+    "Route",
     "Stage",
     "StageBusy",
     "StageError",
@@ -86,6 +97,7 @@ __all__ = [
     "StageState",
     "StageStatistics",
     "StageStatus",
+    "Tap",
     "__version__",
     "functional",
     "get_handle",

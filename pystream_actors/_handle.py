@@ -27,10 +27,11 @@ from ._errors import (
     PipelineUndefined,
     StageError,
 )
+from ._latest import LatestResult
 from ._loop import InputLoop
 from ._messages import Item
 from ._outputs import Outputs
-from ._result_stream import AsyncReader, Reader
+from ._result_stream import AsyncReader, Broadcast, Reader
 from ._runtime import Runtime
 from ._statistics import PipelineStatistics
 from ._supervisor import CONTROL_TIMEOUT, StageStatus, Supervisor
@@ -286,17 +287,20 @@ class PipelineHandle:
 
     # -- reading ---------------------------------------------------------------------
 
-    def latest(self, timeout: float | None = 0.0, default: Any = None) -> Any:
+    def latest(
+        self, timeout: float | None = 0.0, default: Any = None, *, output: str | None = None
+    ) -> Any:
         """The newest output not read yet (older unread ones are skipped), or ``default``.
 
         ``timeout=0`` returns at once; otherwise wait up to ``timeout`` seconds (None: until
-        an output comes or the pipeline stops, which returns ``default``).
+        an output comes or the pipeline stops, which returns ``default``). ``output`` names
+        a side output (a ``Tap`` branch) instead of the pipeline's own.
         """
         timeout = check.seconds("timeout", timeout)
-        self._running()
-        return self._outputs.latest.take(timeout, default)
+        latest, _ = self._output(self._running(), output)
+        return latest.take(timeout, default)
 
-    def results(self, timeout: float | None = None) -> Reader[Any]:
+    def results(self, timeout: float | None = None, *, output: str | None = None) -> Reader[Any]:
         """Every output from now on, in input order, for this reader.
 
         Each call is its own reader: it gets every output produced after the call (none
@@ -304,19 +308,31 @@ class PipelineHandle:
         oldest unread outputs are dropped and counted in ``statistics().results_dropped``).
         It waits up to ``timeout`` seconds for each next output and ends when none came in
         time or the pipeline stopped for good; it keeps reading across a rebuild.
-        ``close()`` it (or use it as a context manager) when done.
+        ``close()`` it (or use it as a context manager) when done. ``output`` names a side
+        output (a ``Tap`` branch) to read instead of the pipeline's own outputs.
         """
         timeout = check.seconds("timeout", timeout)
         runtime = self._running()
-        return Reader(self._outputs.results.subscribe(runtime.flow.results_buffer), timeout)
+        _, stream = self._output(runtime, output)
+        return Reader(stream.subscribe(runtime.flow.results_buffer), timeout)
 
-    def aresults(self, timeout: float | None = None) -> AsyncIterator[Any]:
+    def aresults(
+        self, timeout: float | None = None, *, output: str | None = None
+    ) -> AsyncIterator[Any]:
         """``results`` for asyncio: waits on the event loop without a thread; a cancelled
         read takes no output away."""
         timeout = check.seconds("timeout", timeout)
         runtime = self._running()
-        subscription = self._outputs.results.subscribe(runtime.flow.results_buffer)
-        return AsyncReader(subscription, timeout)
+        _, stream = self._output(runtime, output)
+        return AsyncReader(stream.subscribe(runtime.flow.results_buffer), timeout)
+
+    def _output(self, runtime: Runtime, output: str | None) -> tuple[LatestResult, Broadcast]:
+        if output is None:
+            return self._outputs.latest, self._outputs.results
+        if output not in runtime.tap_outputs:
+            known = sorted(runtime.tap_outputs) or "none: add a ps.Tap(name=...) step"
+            raise InvalidArgument(f"no side output named {output!r}; side outputs: {known}")
+        return self._outputs.named(output)
 
     # -- errors and runtime control ---------------------------------------------------
 

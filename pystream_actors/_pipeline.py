@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from . import _arguments as check
+from ._combinators import Combinator, Slot, check_unique, make_slot, names_in
 from ._coordinator import PARALLEL, SERIAL
 from ._errors import (
     InvalidArgument,
@@ -65,7 +66,7 @@ class Pipeline:
         self.use_profiler = check.flag("use_profiler", use_profiler)
         self.name = name
         self._timed = check.flag("statistics", statistics) or use_profiler
-        self._slots: list[StageSlot] = []
+        self._slots: list[Slot] = []
         self._stage_count = 0
         self._handle = PipelineHandle(name)
         self._block_output = False
@@ -79,7 +80,7 @@ class Pipeline:
 
     def add(
         self,
-        stage: StageCallable | Stage | type[Stage] | None = None,
+        stage: StageCallable | Stage | type[Stage] | Combinator | None = None,
         name: str | None = None,
         *,
         factory: Callable[[], StageCallable] | None = None,
@@ -106,6 +107,9 @@ class Pipeline:
         outputs keep input order unless ``ordered=False``. ``executor="process"`` runs
         each worker's stage in its own process: the stage must be picklable.
 
+        ``stage`` may also be a combinator (``Parallel``, ``Route``, ``Tap``): one step whose
+        branches are chains of stages; names are unique across the whole graph.
+
         Raises ``InvalidArgument`` (a bad option, naming it), ``InvalidStage``,
         ``InvalidStageName``, and ``InvalidState`` while the pipeline runs (stages are
         added before ``serialize()``/``parallelize()``, or after ``cleanup()``).
@@ -125,15 +129,10 @@ class Pipeline:
             )
         policy = FailurePolicy(on_error, retries, restart_backoff, max_restarts, restart_window)
         scaling = Scaling(workers, ordered, executor, thread_safe)
-        slot = StageSlot.build(name, stage, factory, policy, scaling)
+        slot = make_slot(stage, name, factory, policy, scaling)
+        check_unique([slot], {n for existing in self._slots for n in names_in(existing)})
         self._slots.append(slot)
         self._stage_count += 1
-        instance = slot.stage
-        if isinstance(instance, Stage) or hasattr(instance, "name"):
-            try:
-                instance.name = name
-            except AttributeError:
-                pass
 
     def _default_name(self) -> str:
         number = self._stage_count + 1
@@ -148,10 +147,13 @@ class Pipeline:
         return [slot.name for slot in self._slots]
 
     @property
-    def stages(self) -> list[tuple[str, StageCallable]]:
+    def stages(self) -> list[tuple[str, Any]]:
         """(name, stage) pairs in order, as running now (a replaced stage shows its
-        replacement; a nested pipeline is a ``PipelineStage``)."""
-        return [(slot.name, slot.stage) for slot in self._slots]
+        replacement; a nested pipeline is a ``PipelineStage``; a combinator is itself)."""
+        return [
+            (slot.name, slot.stage if isinstance(slot, StageSlot) else slot.combinator)
+            for slot in self._slots
+        ]
 
     @property
     def input_generator(self) -> Callable[[], Any] | None:

@@ -7,6 +7,7 @@ it ends only when every thread it started has been joined or the timeout is up.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -19,15 +20,22 @@ import pykka
 
 from . import _arguments as check
 from ._actors import ActorGroup
+from ._combinators import Slot
 from ._coordinator import STOPPED_REASON, CoordinatorActor, Outlets
 from ._errors import PipelineInitiationError, PipelineTerminated, StageError, describe
+from ._graph_builder import GraphBuilder, critical_path, tap_outputs
 from ._messages import Abort, Drain, Flush, Item, Link, Retire, WhenReady
 from ._outputs import Outputs
 from ._stage import StageSlot
-from ._statistics import PipelineCounters, PipelineStatistics
+from ._statistics import (
+    JunctionCounters,
+    JunctionStatistics,
+    PipelineCounters,
+    PipelineStatistics,
+    StageStatistics,
+)
 from ._supervisor import StageRecord, Supervisor
 from ._window import ON_FULL_POLICIES, InFlightWindow, OnFull
-from ._worker_pool import counters_for, spawn_stage
 
 logger = logging.getLogger("pystream_actors")
 
@@ -66,7 +74,7 @@ class Runtime:
 
     def __init__(
         self,
-        slots: list[StageSlot],
+        slots: list[Slot],
         mode: str,
         flow: FlowSettings,
         outputs: Outputs,
@@ -79,7 +87,10 @@ class Runtime:
         self.window = InFlightWindow(flow.capacity, flow.on_full, len(slots))
         self.counters = PipelineCounters(timed)
         self.terminated: str | None = None
-        self.pickles_inputs = bool(slots) and slots[0].scaling.executor == "process"
+        first = slots[0] if slots else None
+        self.pickles_inputs = isinstance(first, StageSlot) and first.scaling.executor == "process"
+        self.slots = slots
+        self.tap_outputs = tap_outputs(slots)
         self.group = ActorGroup(self.terminate)
         self._admission = threading.Lock()
         self._closed = False
@@ -90,16 +101,13 @@ class Runtime:
         self.coordinator = self.group.spawn(
             CoordinatorActor, mode, self.window, outlets, self.counters
         )
-        records: list[StageRecord] = []  # filled last stage first; the supervisor shares it
-        self.supervisor = Supervisor(slots, records, self.coordinator, self.terminate, self.group)
+        self.supervisor = Supervisor([], self.coordinator, self.terminate, self.group)
         try:
-            downstream: pykka.ActorRef[Any] = self.coordinator
-            for slot in reversed(slots):
-                counters = counters_for(slot, timed)
-                downstream = spawn_stage(self.group, slot, downstream, self.coordinator, counters)
-                records.insert(0, StageRecord(slot, downstream, counters))
-            self._await_setup(records, flow.setup_timeout)
-            self.coordinator.tell(Link(records[0].ref))
+            first_ref = GraphBuilder(self.group, self.coordinator, self.supervisor, timed).build(
+                slots
+            )
+            self._await_setup(self.records, flow.setup_timeout)
+            self.coordinator.tell(Link(first_ref))
         except BaseException:
             # A setup still running ends on its own (its stop is queued behind it): join
             # the others, which end at once, without waiting for it.
@@ -178,21 +186,36 @@ class Runtime:
             pass
 
     def statistics(self) -> PipelineStatistics:
-        """An immutable snapshot of the pipeline and each of its stages."""
-        stages = tuple(
-            record.counters.snapshot(
-                queue_depth=_queue_depth(record.ref),
-                child=_child_statistics(record.slot.stage),
-                since=self.counters.first_accept,
-            )
-            for record in self.records
-        )
-        return self.counters.snapshot(
-            self.mode,
-            self.window.used,
-            stages,
-            self.window.dropped,
-            self.outputs.results.dropped,
+        """An immutable snapshot of the pipeline, each of its stages and junctions."""
+        with self.supervisor.records_lock:
+            records = list(self.records)
+        stages: list[StageStatistics] = []
+        junctions: list[JunctionStatistics] = []
+        for record in records:
+            counters, slot = record.counters, record.slot
+            if isinstance(counters, JunctionCounters):
+                junctions.append(counters.snapshot(record.path))
+            elif isinstance(slot, StageSlot):
+                snapshot = counters.snapshot(
+                    queue_depth=_queue_depth(record.ref),
+                    child=_child_statistics(slot.stage),
+                    since=self.counters.first_accept,
+                )
+                stages.append(dataclasses.replace(snapshot, path=record.path))
+        shares = {
+            j.name: dict(j.waited_on) if j.kind == "parallel" else dict(j.per_key)
+            for j in junctions
+        }
+        return dataclasses.replace(
+            self.counters.snapshot(
+                self.mode,
+                self.window.used,
+                tuple(stages),
+                self.window.dropped,
+                self.outputs.results.dropped,
+            ),
+            junctions=tuple(junctions),
+            critical_path=critical_path(self.slots, shares),
         )
 
     # -- stopping -----------------------------------------------------------------------

@@ -23,10 +23,18 @@ from typing import Any, Literal
 import pykka
 
 from ._actors import ActorGroup
-from ._errors import InvalidStage, PipelineTerminated, StageBusy, StageNotFound, describe
+from ._combinators import Slot
+from ._errors import (
+    InvalidArgument,
+    InvalidStage,
+    PipelineTerminated,
+    StageBusy,
+    StageNotFound,
+    describe,
+)
 from ._messages import FailureNotice, Pause, Relink, ReplaceWorker, WhenReady
 from ._stage import StageCallable, StageSlot
-from ._statistics import StageCounters
+from ._statistics import JunctionCounters, StageCounters
 from ._worker_pool import spawn_stage
 
 logger = logging.getLogger("pystream_actors")
@@ -45,17 +53,42 @@ class StageStatus:
     restarts: int
 
 
-@dataclass
+@dataclass(eq=False)
 class StageRecord:
-    """The supervisor's book on one stage: its current actor and history."""
+    """The supervisor's book on one step of the graph (a stage, or a junction): its current
+    actor, its place, and its history."""
 
-    slot: StageSlot
+    slot: Slot
     ref: pykka.ActorRef[Any]
-    counters: StageCounters
+    counters: StageCounters | JunctionCounters
+    path: str = ""
+    chain: list[StageRecord] = field(default_factory=list, repr=False)
+    """The records of the chain this step is in (shared by them), in order."""
+    slots: list[Slot] = field(default_factory=list, repr=False)
+    """That chain's slot list (the pipeline's, or a branch's): a replacement is written
+    back there, so a rebuild keeps it."""
+    owner: StageRecord | None = field(default=None, repr=False)
+    """The junction whose branch this chain is (None: the pipeline's own chain)."""
     state: StageState = "running"
     restart_times: collections.deque[float] = field(default_factory=collections.deque)
     takeovers: list[Future[BaseException | None]] = field(default_factory=list)
     """One per successor spawned: resolved once it took over and set its stage up."""
+
+    @property
+    def position(self) -> int:
+        for index, record in enumerate(self.chain):
+            if record is self:
+                return index
+        raise LookupError(self.path)
+
+    def neighbours(self, edge: pykka.ActorRef[Any]) -> tuple[Any, Any]:
+        """(upstream, downstream) refs; ``edge`` is what ends the pipeline's own chain
+        (the coordinator); a branch chain ends at its junction on both sides."""
+        index = self.position
+        end = self.owner.ref if self.owner is not None else edge
+        upstream = self.chain[index - 1].ref if index > 0 else end
+        downstream = self.chain[index + 1].ref if index + 1 < len(self.chain) else end
+        return upstream, downstream
 
 
 class Supervisor:
@@ -63,14 +96,13 @@ class Supervisor:
 
     def __init__(
         self,
-        slots: list[StageSlot],
         records: list[StageRecord],
         coordinator: pykka.ActorRef[Any],
         terminate: Callable[[str], None],
         group: ActorGroup,
     ) -> None:
-        self._slots = slots  # the pipeline's own list: replacements survive a rebuild
-        self.records = records
+        self.records = records  # every step in graph order; a Route may add and retire some
+        self.records_lock = threading.Lock()
         self._coordinator = coordinator
         self._terminate = terminate
         self._group = group
@@ -108,11 +140,10 @@ class Supervisor:
 
     def _on_failure(self, notice: FailureNotice) -> None:
         with self._control:
-            index = self._index(notice.stage)
-            record = self.records[index]
+            record = self._record(notice.stage)
             if not _is_current(record, notice) or record.state == "stopped":
                 return  # replaced or stopped by a control call meanwhile
-            policy = record.slot.policy
+            policy = _stage_slot(record).policy
             if notice.action == "stop":
                 record.state = "failed"
                 self._terminate(f"stage {notice.stage!r} failed and its policy is on_error='stop'")
@@ -138,12 +169,12 @@ class Supervisor:
             if record.state != "restarting":
                 return  # stopped (or started again) by a control call during the back-off
             record.restart_times.append(time.monotonic())
-            record.counters.restarts += 1
+            _stage_counters(record).restarts += 1
             if notice.worker >= 0:  # one worker of a pool: that pool replaces it
                 record.ref.tell(ReplaceWorker(notice.worker, notice.actor_urn))
                 record.state = "running"
                 return
-            self._replace(index, record.slot.renewed(), timeout=0.0)
+            self._replace(record, _stage_slot(record).renewed(), timeout=0.0)
 
     # -- runtime control (from callers' threads) ----------------------------------
 
@@ -151,7 +182,7 @@ class Supervisor:
         """Stop a stage: it cleans up and holds every later item until started again."""
         with self._control:
             self._check_open()
-            record = self.records[self._index(name)]
+            record = self._record(name)
             if record.state == "stopped":
                 return True
             record.ref.tell(Pause())
@@ -164,23 +195,24 @@ class Supervisor:
         """Start a stopped (or failed) stage on a new actor; the items it held go first."""
         with self._control:
             self._check_open()
-            index = self._index(name)
-            record = self.records[index]
+            record = self._record(name)
             if record.state == "running":
                 return True
             if record.state == "restarting":  # already starting: wait for that hand-over
                 pending = [f for f in record.takeovers if not f.done()]
                 return _wait(pending[-1], timeout) if pending else True
-            slot = record.slot if record.state == "stopped" else _renewed(record.slot)
-            return self._replace(index, slot, timeout)
+            slot = _stage_slot(record)
+            return self._replace(
+                record, slot if record.state == "stopped" else _renewed(slot), timeout
+            )
 
     def restart_stage(self, name: str, timeout: float | None) -> bool:
         """Replace a stage's actor (and instance, if a class or factory was given)."""
         with self._control:
             self._check_open()
-            index = self._index(name)
-            slot = _renewed(self.records[index].slot)
-            return self._replace(index, slot, timeout, counts_as_restart=True)
+            record = self._record(name)
+            slot = _renewed(_stage_slot(record))
+            return self._replace(record, slot, timeout, counts_as_restart=True)
 
     def replace_stage(
         self,
@@ -192,26 +224,33 @@ class Supervisor:
         """Swap in another stage (instance, Stage class, or ``factory``) under the same name."""
         with self._control:
             self._check_open()
-            index = self._index(name)
-            slot = self.records[index].slot.replaced_by(stage, factory)
-            return self._replace(index, slot, timeout)
+            record = self._record(name)
+            slot = _stage_slot(record).replaced_by(stage, factory)
+            return self._replace(record, slot, timeout)
 
     def status(self) -> dict[str, StageStatus]:
         """Each stage's state and restart count, in pipeline order."""
+        with self.records_lock:
+            records = list(self.records)
         return {
             r.slot.name: StageStatus(r.slot.name, r.state, r.counters.restarts)
-            for r in self.records
+            for r in records
+            if isinstance(r.counters, StageCounters)
         }
 
     def stopped_stages(self) -> list[StageRecord]:
         """The stages a user stopped: a drain must flush what they hold."""
-        return [r for r in self.records if r.state == "stopped"]
+        with self.records_lock:
+            return [r for r in self.records if r.state == "stopped"]
 
     def _replace(
-        self, index: int, slot: StageSlot, timeout: float | None, counts_as_restart: bool = False
+        self,
+        record: StageRecord,
+        slot: StageSlot,
+        timeout: float | None,
+        counts_as_restart: bool = False,
     ) -> bool:
-        """Hand stage ``index`` over to a new actor running ``slot``; True once it took over."""
-        record = self.records[index]
+        """Hand ``record``'s stage over to a new actor running ``slot``; True once it took over."""
         record.takeovers = [f for f in record.takeovers if not f.done()]
         if len(record.takeovers) >= MAX_QUEUED_HANDOVERS:
             _wait(record.takeovers[0], timeout)  # the call may return in time
@@ -223,21 +262,25 @@ class Supervisor:
                 "once they have, or pass a longer timeout"
             )
         old = record.ref
-        downstream = (
-            self.records[index + 1].ref if index + 1 < len(self.records) else self._coordinator
-        )
-        upstream = self.records[index - 1].ref if index > 0 else self._coordinator
+        upstream, downstream = record.neighbours(self._coordinator)
+        counters = _stage_counters(record)
         new = spawn_stage(
-            self._group, slot, downstream, self._coordinator, record.counters, waiting=True
+            self._group,
+            slot,
+            downstream,
+            self._coordinator,
+            counters,
+            waiting=True,
+            settled_go_home=record.owner is None,
         )
         if counts_as_restart:
-            record.counters.restarts += 1
+            counters.restarts += 1
         took_over: Future[BaseException | None] = Future()
         new.tell(WhenReady(took_over))
         with self._state_lock:
             record.ref, record.slot, record.state = new, slot, "restarting"
             record.takeovers.append(took_over)
-        self._slots[index] = slot
+        record.slots[record.position] = slot
         took_over.add_done_callback(functools.partial(self._took_over, record, new))
         try:
             upstream.tell(Relink(old, new))
@@ -262,13 +305,19 @@ class Supervisor:
         if self._closing.is_set():
             raise PipelineTerminated("the pipeline is stopping; its stages cannot be changed")
 
-    def _index(self, name: str) -> int:
-        for index, record in enumerate(self.records):
+    def _record(self, name: str) -> StageRecord:
+        with self.records_lock:
+            records = list(self.records)
+        for record in records:
             if record.slot.name == name:
-                return index
-        raise StageNotFound(
-            f"no stage named {name!r}; stages are {[r.slot.name for r in self.records]}"
-        )
+                if not isinstance(record.slot, StageSlot):
+                    raise InvalidArgument(
+                        f"{name!r} is a {record.slot.kind} junction, not a stage: control the "
+                        "stages inside its branches by their names"
+                    )
+                return record
+        names = [r.slot.name for r in records if isinstance(r.slot, StageSlot)]
+        raise StageNotFound(f"no stage named {name!r}; stages are {names}")
 
     def close(self, timeout: float | None) -> None:
         """Stop acting on failures and join the supervisor thread."""
@@ -284,6 +333,18 @@ def _is_current(record: StageRecord, notice: FailureNotice) -> bool:
     """True if the actor that failed is still the one (or in the pool) running the stage."""
     urn = notice.pool_urn if notice.worker >= 0 else notice.actor_urn
     return record.ref.actor_urn == urn
+
+
+def _stage_slot(record: StageRecord) -> StageSlot:
+    slot = record.slot
+    assert isinstance(slot, StageSlot)  # _record() refuses junctions
+    return slot
+
+
+def _stage_counters(record: StageRecord) -> StageCounters:
+    counters = record.counters
+    assert isinstance(counters, StageCounters)  # a stage's record
+    return counters
 
 
 def _renewed(slot: StageSlot) -> StageSlot:
