@@ -1,23 +1,30 @@
-"""Lidar and camera fusion: preprocess both, fuse, track, map; find the bottleneck.
+"""Lidar and camera fusion: preprocess both at once, fuse, track, map; find the bottleneck.
 
 Every tick a synthetic vehicle sensor rig produces a lidar-like point cloud (an
 ``N x 4`` numpy array: x, y, z, intensity) and a camera image of the same scene, with a
-few objects moving around the vehicle. Four stages process each tick:
+few objects moving around the vehicle. Four steps process each tick:
 
-1. ``Preprocess``: the point cloud (range crop, ground removal, voxel downsampling)
-   and the image (grayscale, box blur) at the same time, with
-   ``functional.func_parallel_thread``;
+1. ``Preprocess``, a ``ps.Parallel`` with two branches that get the same tick at the
+   same time: ``lidar`` (range crop, ground removal, voxel downsampling: stage
+   ``Lidar``) and ``camera`` (grayscale and box blur: stage ``Camera``). Each branch
+   reads the tick without changing it and *returns* a new value; the junction joins the
+   two outputs of one tick into a ``ps.Joined`` mapping;
 2. ``Fuse``: project the points into the image with the camera's intrinsics and
    extrinsics, and give each visible point the image brightness under it;
 3. ``Track``: cluster the points on a ground grid and associate the clusters with the
    tracks of the previous ticks (a ``Stage`` that keeps state between items);
 4. ``Map``: accumulate the points into an occupancy grid (allocated in ``setup()``).
 
-The script runs the same ticks in serial mode, then in parallel mode, checks that both
-give the same outputs, and prints for each run every stage's cost, utilization and
-queue, the end-to-end latency and the bottleneck. One stage does most of the work, and
-a parallel pipeline can go no faster than its slowest stage: that is the stage to make
-cheaper or to scale next (``--workers N`` gives it N workers in the parallel run).
+No stage changes its input: each returns a new value, so the two branches never share
+anything they write.
+
+The script runs the same ticks in serial mode (one tick inside at a time, its two
+branches still at once), then in parallel mode, checks that both give the same
+outputs, and prints for each run every stage's cost, utilization and queue, which
+branch the join waited on, the end-to-end latency, the bottleneck and the critical
+path. A parallel pipeline goes no faster than its slowest stage: that is the stage to
+make cheaper or to scale next (``--workers N`` gives the ``Camera`` stage N workers in
+the parallel run).
 
 Run: ``python examples/sensor_fusion.py [--frames 60] [--workers 1]``. Needs numpy.
 """
@@ -36,7 +43,6 @@ import numpy as np
 import numpy.typing as npt
 
 import pystream_actors as ps
-from pystream_actors.functional import func_parallel_thread
 
 FloatArray = npt.NDArray[np.float32]
 Image = npt.NDArray[np.uint8]
@@ -57,17 +63,47 @@ MAP_CELL = 0.5  # metres per occupancy cell
 MAP_SIZE = 200  # cells per side: 100 m x 100 m around the start
 
 
-@dataclass
+@dataclass(frozen=True)
 class Tick:
-    """One tick of the sensor rig and what the stages add to it."""
+    """One tick of the sensor rig: what both preprocessing branches read."""
 
     index: int
     points: FloatArray
     image: Image
-    gray: FloatArray | None = None
-    fused: FloatArray | None = None
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """The ``lidar`` branch's output: the tick's cleaned, downsampled points."""
+
+    index: int
+    points: FloatArray
+
+
+@dataclass(frozen=True)
+class Gray:
+    """The ``camera`` branch's output: the tick's image as blurred brightness 0..1."""
+
+    index: int
+    image: FloatArray
+
+
+@dataclass(frozen=True)
+class Fused:
+    """The points the camera sees, each with the brightness under it."""
+
+    index: int
+    points: FloatArray
     """Visible points: x, y, z, brightness."""
-    detections: FloatArray | None = None
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A fused tick with its detections and the tracks after it."""
+
+    index: int
+    points: FloatArray
+    detections: FloatArray
     tracks: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
@@ -142,22 +178,22 @@ def project(xyz: FloatArray) -> tuple[npt.NDArray[np.bool_], FloatArray]:
     return visible, uv[visible].astype(np.float32)
 
 
-# -- stage 1: preprocess both sensors at once --------------------------------------------------------
+# -- step 1: preprocess both sensors at once, one branch each ----------------------------------------
 
 
-def preprocess_lidar(tick: Tick) -> None:
-    """Range crop, ground removal and voxel downsampling, in place."""
+def preprocess_lidar(tick: Tick) -> Cloud:
+    """Range crop, ground removal and voxel downsampling, into a new array."""
     points = tick.points
     distance = np.hypot(points[:, 0], points[:, 1])
     points = points[(distance < MAX_RANGE) & (points[:, 2] > -LIDAR_HEIGHT + 0.2)]
     voxels = np.floor(points[:, :3] / VOXEL).astype(np.int64) + 1024  # 0..2047 per axis
     keys = (voxels[:, 0] << 22) | (voxels[:, 1] << 11) | voxels[:, 2]
     _, first = np.unique(keys, return_index=True)  # one point per voxel
-    tick.points = points[np.sort(first)]
+    return Cloud(tick.index, points[np.sort(first)])
 
 
-def preprocess_image(tick: Tick) -> None:
-    """Grayscale 0..1 and a separable 5x5 box blur against sensor noise, in place."""
+def preprocess_image(tick: Tick) -> Gray:
+    """Grayscale 0..1 and a separable 5x5 box blur against sensor noise, into a new array."""
     image = tick.image
     gray = (
         image[..., 0] * np.float32(0.114 / 255)
@@ -166,30 +202,42 @@ def preprocess_image(tick: Tick) -> None:
     )
     padded = np.pad(gray, 2, mode="edge")
     rows = padded[:, :-4] + padded[:, 1:-3] + padded[:, 2:-2] + padded[:, 3:-1] + padded[:, 4:]
-    tick.gray = (rows[:-4] + rows[1:-3] + rows[2:-2] + rows[3:-1] + rows[4:]) / np.float32(25)
+    blurred = (rows[:-4] + rows[1:-3] + rows[2:-2] + rows[3:-1] + rows[4:]) / np.float32(25)
+    return Gray(tick.index, blurred)
 
 
-def preprocess() -> Any:
-    """One stage running both preprocessors on the same tick at the same time."""
-    return func_parallel_thread([preprocess_lidar, preprocess_image])
+def preprocess(camera_workers: int = 1) -> ps.Parallel:
+    """Both preprocessors on the same tick at the same time, one branch each.
+
+    Each branch is a chain of one named stage, with its own thread, statistics and
+    supervision; ``camera_workers`` runs the camera's stage on that many workers.
+    """
+    return ps.Parallel(
+        lidar=ps.Chain().add(preprocess_lidar, "Lidar"),
+        camera=ps.Chain().add(preprocess_image, "Camera", workers=camera_workers),
+    )
 
 
-# -- stage 2: fuse ----------------------------------------------------------------------------------
+# -- step 2: fuse the joined outputs -----------------------------------------------------------------
 
 
-def fuse(tick: Tick) -> Tick:
-    """Keep the points the camera sees, each with the image brightness at its pixel."""
-    assert tick.gray is not None
-    xyz = tick.points[:, :3]
+def fuse(joined: ps.Joined) -> Fused:
+    """Keep the points the camera sees, each with the image brightness at its pixel.
+
+    ``joined`` holds both branches' outputs for the same tick (the join is by item).
+    """
+    cloud: Cloud = joined["lidar"]
+    gray: Gray = joined["camera"]
+    assert cloud.index == gray.index, "a join mixed two ticks"
+    xyz = cloud.points[:, :3]
     visible, uv = project(xyz)
     pixels = uv.astype(np.int32)
-    brightness = tick.gray[pixels[:, 1], pixels[:, 0]]
-    tick.fused = np.concatenate([xyz[visible], brightness[:, None]], axis=1).astype(np.float32)
-    tick.image = np.empty((0, 0, 3), dtype=np.uint8)  # the image is not needed any more
-    return tick
+    brightness = gray.image[pixels[:, 1], pixels[:, 0]]
+    points = np.concatenate([xyz[visible], brightness[:, None]], axis=1).astype(np.float32)
+    return Fused(cloud.index, points)
 
 
-# -- stage 3: track ---------------------------------------------------------------------------------
+# -- step 3: track ---------------------------------------------------------------------------------
 
 
 class Tracker(ps.Stage):
@@ -201,12 +249,11 @@ class Tracker(ps.Stage):
         self.tracks: dict[int, tuple[float, float]] = {}
         self.next_id = 0
 
-    def __call__(self, tick: Tick) -> Tick:
+    def __call__(self, fused: Fused) -> Tracked:
         """Detect clusters, then match each to the nearest free track within the gate."""
-        assert tick.fused is not None
-        tick.detections = self.detect(tick.fused[tick.fused[:, 3] > 0.6])
+        detections = self.detect(fused.points[fused.points[:, 3] > 0.6])
         updated: dict[int, tuple[float, float]] = {}
-        for x, y in tick.detections:
+        for x, y in detections:
             distance, track_id = min(
                 (
                     (math.hypot(x - tx, y - ty), known)
@@ -219,8 +266,7 @@ class Tracker(ps.Stage):
                 track_id, self.next_id = self.next_id, self.next_id + 1
             updated[track_id] = (float(x), float(y))
         self.tracks = updated
-        tick.tracks = dict(updated)
-        return tick
+        return Tracked(fused.index, fused.points, detections, dict(updated))
 
     def detect(self, points: FloatArray) -> FloatArray:
         """Centres of the groups of touching occupied grid cells with enough points."""
@@ -254,7 +300,7 @@ class Tracker(ps.Stage):
         self.next_id = 0
 
 
-# -- stage 4: map -------------------------------------------------------------------------------------
+# -- step 4: map -------------------------------------------------------------------------------------
 
 
 class OccupancyMap(ps.Stage):
@@ -267,16 +313,16 @@ class OccupancyMap(ps.Stage):
         """Allocate the grid on the stage's own thread."""
         self.grid = np.zeros((MAP_SIZE, MAP_SIZE), dtype=np.int32)
 
-    def __call__(self, tick: Tick) -> dict[str, Any]:
+    def __call__(self, tick: Tracked) -> dict[str, Any]:
         """Add the visible points to the map; return the tick's small summary."""
-        assert self.grid is not None and tick.fused is not None
-        cells = np.floor(tick.fused[:, :2] / MAP_CELL).astype(np.int32) + MAP_SIZE // 2
+        assert self.grid is not None
+        cells = np.floor(tick.points[:, :2] / MAP_CELL).astype(np.int32) + MAP_SIZE // 2
         keep = ((cells >= 0) & (cells < MAP_SIZE)).all(axis=1)
         np.add.at(self.grid, (cells[keep, 0], cells[keep, 1]), 1)
         return {
             "index": tick.index,
-            "points": len(tick.fused),
-            "detections": 0 if tick.detections is None else len(tick.detections),
+            "points": len(tick.points),
+            "detections": len(tick.detections),
             "tracks": sorted(tick.tracks),
             "occupied_cells": int(np.count_nonzero(self.grid)),
         }
@@ -289,10 +335,10 @@ class OccupancyMap(ps.Stage):
 # -- running ------------------------------------------------------------------------------------------
 
 
-def build_pipeline(preprocess_workers: int = 1) -> ps.Pipeline:
-    """Preprocess -> Fuse -> Track -> Map; ``preprocess_workers`` scales the first stage."""
+def build_pipeline(camera_workers: int = 1) -> ps.Pipeline:
+    """Preprocess{lidar, camera} -> Fuse -> Track -> Map; ``camera_workers`` scales ``Camera``."""
     pipeline = ps.Pipeline()
-    pipeline.add(preprocess(), "Preprocess", workers=preprocess_workers)
+    pipeline.add(preprocess(camera_workers), "Preprocess")
     pipeline.add(fuse, "Fuse")
     pipeline.add(Tracker(), "Track")
     pipeline.add(OccupancyMap(), "Map")
@@ -300,15 +346,15 @@ def build_pipeline(preprocess_workers: int = 1) -> ps.Pipeline:
 
 
 def run(
-    mode: str, ticks: Sequence[Tick], preprocess_workers: int
+    mode: str, ticks: Sequence[Tick], camera_workers: int
 ) -> tuple[list[dict[str, Any]], ps.PipelineStatistics, float]:
     """All ticks through a fresh pipeline in ``mode``: outputs, statistics, seconds."""
-    pipeline = build_pipeline(preprocess_workers)
+    pipeline = build_pipeline(camera_workers)
     started = time.perf_counter()
     if mode == "serial":
-        pipeline.serialize()
-    else:  # about one tick per worker inside: no queue in front of the first stage
-        pipeline.parallelize(capacity=len(pipeline.stage_names) + preprocess_workers)
+        pipeline.serialize()  # one tick inside at a time; its two branches still run at once
+    else:  # about one tick per step and worker inside: no queue in front of the first one
+        pipeline.parallelize(capacity=len(pipeline.stage_names) + camera_workers)
     with pipeline:
         futures = [pipeline.handle.submit(tick, timeout=60) for tick in ticks]
         outputs = [future.result(timeout=60) for future in futures]
@@ -320,16 +366,23 @@ def run(
 def print_stats(title: str, stats: ps.PipelineStatistics, elapsed: float, frames: int) -> None:
     """One table per run: what each stage costs and how busy it is."""
     print(f"\n{title}: {frames} ticks in {elapsed:.2f} s = {frames / elapsed:.1f} ticks/s")
-    print(f"  {'stage':<11}{'mean ms':>8}{'p99 ms':>8}{'busy':>6}{'queue':>6}{'waited p99 ms':>15}")
-    for stage in stats.stages:
+    print(f"  {'stage':<26}{'mean ms':>8}{'p99 ms':>8}{'busy':>6}{'queue':>6}{'waited p99 ms':>15}")
+    for stage in stats.stages:  # in graph order, each branch's stages after their junction
         print(
-            f"  {stage.name:<11}{stage.service_time.mean * 1000:8.2f}"
+            f"  {stage.path:<26}{stage.service_time.mean * 1000:8.2f}"
             f"{stage.service_time.p99 * 1000:8.2f}{stage.utilization:6.0%}"
             f"{stage.queue_depth:6d}{stage.wait_time.p99 * 1000:15.2f}"
         )
+    join = stats.junction("Preprocess")
+    waited = ", ".join(f"{branch} {share:.0%}" for branch, share in sorted(join.waited_on.items()))
+    print(
+        f"  the join waited on: {waited}; first to last branch p50 "
+        f"{join.join_wait.p50 * 1000:.2f} ms"
+    )
     print(
         f"  end-to-end latency p50 {stats.latency.p50 * 1000:.1f} ms, "
-        f"p99 {stats.latency.p99 * 1000:.1f} ms; bottleneck: {stats.bottleneck}"
+        f"p99 {stats.latency.p99 * 1000:.1f} ms; bottleneck: {stats.bottleneck}; "
+        f"critical path: {' -> '.join(stats.critical_path)}"
     )
 
 
@@ -341,7 +394,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--workers",
         type=int,
         default=1,
-        help="workers for the Preprocess stage in the parallel run (default 1)",
+        help="workers for the Camera stage in the parallel run (default 1)",
     )
     args = parser.parse_args(argv)
     if args.frames < 1 or args.workers < 1:
@@ -358,13 +411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.frames} ticks: about {len(recorded[0].points)} lidar points and a "
         f"{WIDTH}x{HEIGHT} image each"
     )
-    scaled = f", Preprocess on {args.workers} workers" if args.workers > 1 else ""
+    scaled = f", Camera on {args.workers} workers" if args.workers > 1 else ""
     runs = [("serial", "serial mode", 1), ("parallel", f"parallel mode{scaled}", args.workers)]
     outputs: list[list[dict[str, Any]]] = []
     speeds: list[float] = []
     for mode, title, workers in runs:
-        ticks = [Tick(t.index, t.points.copy(), t.image.copy()) for t in recorded]
-        result, stats, elapsed = run(mode, ticks, workers)
+        result, stats, elapsed = run(mode, recorded, workers)  # read-only: no copies needed
         print_stats(title, stats, elapsed, args.frames)
         outputs.append(result)
         speeds.append(args.frames / elapsed)
