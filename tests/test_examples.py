@@ -40,6 +40,8 @@ RUNS = {
     ),
     "web_service.py": Run(("--self-test", "--requests", "40"), "self-test passed"),
     "sensor_fusion.py": Run(("--frames", "10"), "same outputs in both modes", ("numpy",)),
+    "perception.py": Run(("--frames", "60"), "every frame accounted for: 60 accepted", ("numpy",)),
+    "per_camera.py": Run(("--frames", "30"), "per-camera order kept in both runs", ("numpy",)),
     "supervised_pipeline.py": Run(("--items", "300"), "nothing lost: 300 submitted"),
     "demo_pipeline.py": Run(
         ("--frames", "10"), "Both modes returned the same 10 results", ("numpy", "cv2")
