@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from .._combinators import walk
 from .._pipeline import Pipeline, PipelineStage
+from .._stage import StageSlot
 from ._errors import CliError
 
 
@@ -38,10 +40,11 @@ def cleanup_tree(pipeline: Pipeline) -> None:
 
     A factory that nests pipelines has to start the inner ones, so even ``graph``, which
     never starts the outer one, leaves threads behind unless they are stopped here.
+    Nested pipelines inside the branches of a combinator are stopped too.
     """
-    for _, stage in pipeline.stages:
-        if isinstance(stage, PipelineStage):
-            cleanup_tree(stage.pipeline)
+    for _, slot in walk(pipeline._slots):
+        if isinstance(slot, StageSlot) and isinstance(slot.stage, PipelineStage):
+            cleanup_tree(slot.stage.pipeline)
     pipeline.cleanup()
 
 
