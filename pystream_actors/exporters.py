@@ -15,7 +15,7 @@ import math
 import socket
 import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Union
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -24,7 +24,7 @@ from ._errors import InvalidArgument, MissingExtra, PipelineUndefined
 from ._handle import PipelineHandle
 from ._pipeline import Pipeline
 from ._stage import MAIN_PIPELINE_NAME
-from ._statistics import Percentiles, PipelineStatistics
+from ._statistics import JunctionStatistics, Percentiles, PipelineStatistics
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -58,8 +58,9 @@ def snapshot_to_dict(stats: PipelineStatistics) -> dict[str, Any]:
     """The snapshot as plain dicts, lists and numbers, ready for ``json.dumps``.
 
     Keys are the dataclass field names (so new fields are exported as they appear);
-    durations stay in seconds, nested pipelines sit under each stage's ``child`` and
-    non-finite numbers become None, so the output is strict JSON.
+    durations stay in seconds, nested pipelines sit under each stage's ``child``, a
+    graph's ``junctions`` carry their per-branch figures as objects keyed by branch,
+    and non-finite numbers become None, so the output is strict JSON.
     """
     if not isinstance(stats, PipelineStatistics):
         raise InvalidArgument(f"expected a PipelineStatistics snapshot, got {type(stats).__name__}")
@@ -75,6 +76,8 @@ def snapshot_to_json(stats: PipelineStatistics, **json_kwargs: Any) -> str:
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):  # a junction's per-branch figures (MappingProxyType)
+        return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, (tuple, list)):
         return [_plain(item) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
@@ -145,7 +148,8 @@ _STAGE_DURATIONS = (
 
 
 def _add_pipeline(families: _Families, label: str, stats: PipelineStatistics) -> None:
-    """Samples of one pipeline and its stages; nested pipelines get ``outer/stage`` labels."""
+    """Samples of one pipeline, its stages and junctions; nested pipelines get
+    ``outer/stage`` labels."""
     own = {"pipeline": label}
     _add_figures(families, "pipeline", _PIPELINE_METRICS, stats, own)
     _add_durations(families, "pipeline", _PIPELINE_DURATIONS, stats, own)
@@ -158,6 +162,49 @@ def _add_pipeline(families: _Families, label: str, stats: PipelineStatistics) ->
         _add_durations(families, "stage", _STAGE_DURATIONS, stage, labels)
         if stage.child is not None:
             _add_pipeline(families, f"{label}/{stage.name}", stage.child)
+    if stats.junctions:
+        for stage in stats.stages:
+            doc = "1 per stage; label path: where it sits (Junction/branch/Stage in a branch)."
+            path = {**own, "stage": stage.name, "path": stage.path or stage.name}
+            families.add("gauge", "stage_path_info", doc, path, 1)
+    for junction in stats.junctions:
+        _add_junction(families, {**own, "junction": junction.name}, junction)
+
+
+_ALL_KINDS = ("parallel", "route", "tap")
+# (kind, JunctionStatistics per-branch field, metric name, help, the junction kinds that
+# have it): one sample per branch.
+_BRANCH_METRICS = (
+    ("counter", "arrivals", "junction_arrivals", "Children back from the branch.", _ALL_KINDS),
+    ("counter", "dropped", "junction_dropped", "Children its capacity dropped.", _ALL_KINDS),
+    ("counter", "per_key", "junction_routed", "Items a route sent to the branch.", ("route",)),
+    (
+        "gauge",
+        "waited_on",
+        "junction_waited_on_ratio",
+        "Share of a parallel's joins the branch arrived last in (held the join up).",
+        ("parallel",),
+    ),
+)
+_JUNCTION_DURATIONS = (
+    ("join_wait", "join_wait_seconds", "Time from a join's first branch arrival to its last."),
+)
+
+
+def _add_junction(families: _Families, own: dict[str, str], junction: JunctionStatistics) -> None:
+    """A junction's samples: items inside it, and per branch what came back, what was
+    dropped, what a route sent there and how often the branch held a join up."""
+    doc = "Items inside the junction's branches now (joins or reorders not finished)."
+    families.add("gauge", "junction_pending", doc, own, float(junction.pending))
+    for kind, field, metric, doc, kinds in _BRANCH_METRICS:
+        if junction.kind not in kinds:
+            continue
+        figures: Mapping[str, float] = getattr(junction, field)
+        for branch in junction.branches:
+            labels = {**own, "branch": branch}
+            families.add(kind, metric, doc, labels, float(figures.get(branch, 0)))
+    if junction.kind == "parallel":
+        _add_durations(families, "junction", _JUNCTION_DURATIONS, junction, own)
 
 
 def _add_figures(

@@ -421,6 +421,124 @@ def test_ctrl_c_stops_the_run_cleanly_with_a_final_table() -> None:
     assert counts["in flight"] == "0"
 
 
+# -- graphs: junctions in the exporters and the table ------------------------------------------
+
+GRAPH_APP = """
+import itertools
+import threading
+
+import pystream_actors as ps
+
+
+class Wait:
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self._never = threading.Event()
+
+    def __call__(self, data):
+        self._never.wait(self.seconds)
+        return data
+
+
+def build(input_generator=None):
+    \"\"\"Load -> Perceive{fast, slow: Resize -> Inner{x, y}} -> Split{even, odd: Odd}
+    -> Record (tap) -> Save; Resize is the slow stage.\"\"\"
+    slow = ps.Chain(required=False).add(Wait(0.003), "Resize")
+    slow.add(ps.Parallel(x=lambda j: j, y=lambda j: j), "Inner")
+    split = ps.Route(
+        lambda joined: "even" if joined["fast"] % 2 == 0 else "odd",
+        branches={"even": lambda j: j, "odd": ps.Chain().add(lambda j: j, "Odd")},
+    )
+    pipeline = ps.Pipeline(name="graph_test", input_generator=input_generator)
+    pipeline.add(lambda x: x, "Load")
+    pipeline.add(ps.Parallel(fast=lambda x: x, slow=slow), "Perceive")
+    pipeline.add(split, "Split")
+    pipeline.add(ps.Tap(record=lambda j: j), "Record")
+    pipeline.add(lambda j: j, "Save")
+    return pipeline
+
+
+def fed():
+    return build(itertools.count().__next__)
+"""
+
+
+@pytest.fixture
+def graph_app(tmp_path: Path) -> Path:
+    path = tmp_path / "cli_graph_stats_app.py"
+    path.write_text(GRAPH_APP, encoding="utf-8")
+    return path
+
+
+def _graph_run(app: Path, items: int = 10) -> tuple[ps.Pipeline, ps.PipelineStatistics]:
+    """The graph app's pipeline after ``items`` items went through it one by one (so the
+    tap never drops), stopped."""
+    pipeline = cli.load_pipeline(f"{app}:build")
+    with pipeline.parallelize():
+        for item in range(items):
+            pipeline.handle.ask(item, timeout=30)
+        stats = pipeline.statistics()
+    return pipeline, stats
+
+
+def test_json_snapshot_of_a_graph_has_junctions_and_the_critical_path(graph_app: Path) -> None:
+    """Junctions with their per-branch figures as objects, branch stages with their paths."""
+    _, stats = _graph_run(graph_app)
+    text = snapshot_to_json(stats)
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-JSON {name}"))
+    assert data == snapshot_to_dict(stats)
+    junctions = {junction["name"]: junction for junction in data["junctions"]}
+    assert [(j["name"], j["kind"]) for j in data["junctions"]] == [
+        ("Perceive", "parallel"),
+        ("Inner", "parallel"),
+        ("Split", "route"),
+        ("Record", "tap"),
+    ]
+    assert junctions["Inner"]["path"] == "Perceive/slow/Inner"
+    assert junctions["Perceive"]["arrivals"] == {"fast": 10, "slow": 10}
+    assert junctions["Perceive"]["waited_on"]["slow"] > 0.5
+    assert junctions["Split"]["per_key"] == {"even": 5, "odd": 5}
+    assert set(junctions["Perceive"]["join_wait"]) == {"mean", "p50", "p90", "p99", "max"}
+    paths = {stage["name"]: stage["path"] for stage in data["stages"]}
+    assert paths["Resize"] == "Perceive/slow/Resize"
+    assert paths["x"] == "Perceive/slow/Inner/x/x"
+    assert paths["Load"] == "Load"
+    assert data["critical_path"][:2] == ["Load", "Resize"]
+    assert data["critical_path"][-1] == "Save"
+
+
+def test_prometheus_collector_exports_junction_samples(graph_app: Path) -> None:
+    """Pending per junction; arrivals, drops, routed items and the waited-on share per
+    branch; stage label sets stay as they were, the path is an info series."""
+    pytest.importorskip("prometheus_client")
+    pipeline = cli.load_pipeline(f"{graph_app}:build")
+    collector = PrometheusCollector(pipeline, name="g")
+    with pipeline.parallelize():
+        for item in range(10):
+            pipeline.handle.ask(item, timeout=30)
+        samples = _samples(collector)
+
+    def at(junction: str, branch: str | None = None) -> tuple[tuple[str, str], ...]:
+        labels = {"pipeline": "g", "junction": junction}
+        if branch is not None:
+            labels["branch"] = branch
+        return tuple(sorted(labels.items()))
+
+    assert samples[("pystream_junction_pending", at("Perceive"))] == 0
+    assert samples[("pystream_junction_arrivals_total", at("Perceive", "slow"))] == 10
+    assert samples[("pystream_junction_arrivals_total", at("Inner", "y"))] == 10
+    assert samples[("pystream_junction_dropped_total", at("Record", "record"))] == 0
+    assert samples[("pystream_junction_routed_total", at("Split", "odd"))] == 5
+    assert samples[("pystream_junction_waited_on_ratio", at("Perceive", "slow"))] > 0.5
+    assert ("pystream_junction_waited_on_ratio", at("Split", "odd")) not in samples
+    p99 = tuple(sorted({"pipeline": "g", "junction": "Perceive", "stat": "p99"}.items()))
+    assert ("pystream_junction_join_wait_seconds", p99) in samples
+    branch_stage = (("pipeline", "g"), ("stage", "Resize"))
+    assert samples[("pystream_stage_processed_total", branch_stage)] == 10
+    info = (("path", "Perceive/slow/Resize"), ("pipeline", "g"), ("stage", "Resize"))
+    assert samples[("pystream_stage_path_info", info)] == 1
+
+
 # -- entry points, demo, bench -------------------------------------------------------------------
 
 
