@@ -461,6 +461,21 @@ def build(input_generator=None):
 def fed():
     return build(itertools.count().__next__)
 """
+GRAPH_ROWS = [
+    "Load",
+    "⑂ Perceive (parallel)",
+    "  └ fast",
+    "  └ slow/Resize",
+    "  └ ⑂ slow/Inner (parallel)",
+    "    └ x",
+    "    └ y",
+    "⑂ Split (route)",
+    "  └ even",
+    "  └ odd/Odd",
+    "⑂ Record (tap)",
+    "  └ record",
+    "Save",
+]
 
 
 @pytest.fixture
@@ -537,6 +552,77 @@ def test_prometheus_collector_exports_junction_samples(graph_app: Path) -> None:
     assert samples[("pystream_stage_processed_total", branch_stage)] == 10
     info = (("path", "Perceive/slow/Resize"), ("pipeline", "g"), ("stage", "Resize"))
     assert samples[("pystream_stage_path_info", info)] == 1
+
+
+def test_table_rows_put_junctions_above_their_indented_branch_stages(graph_app: Path) -> None:
+    """Junction rows say what they wait on, per-key counts and drops; the slow branch
+    stage is the bottleneck although a route branch got fewer than SETTLE_ITEMS."""
+    pipeline, stats = _graph_run(graph_app)
+    order = cli.graph_order(pipeline)
+    assert [row.name for row in cli.stage_rows(stats, order=order)] == GRAPH_ROWS
+    assert [row.name for row in cli.stage_rows(stats)] == GRAPH_ROWS  # placed by paths alone
+    assert stats.stage("Odd").processed < cli.SETTLE_ITEMS
+    assert cli.settled_bottleneck(stats) == "Resize"
+    rows = {row.name.strip(" └"): row for row in cli.stage_rows(stats, order=order)}
+    assert rows["⑂ Perceive (parallel)"].note.startswith("waits on slow ")
+    assert rows["⑂ Split (route)"].note == "per key: even 5, odd 5"
+    assert rows["⑂ Record (tap)"].note == "dropped record 0"
+    text = cli.plain_table(stats, "title", "totals", order)
+    lines = text.splitlines()
+    header = lines[1]
+    perceive = next(line for line in lines if "⑂ Perceive (parallel)" in line)
+    assert re.fullmatch(r"⑂ Perceive \(parallel\) +0 +waits on slow \d+%", perceive), perceive
+    assert perceive.index("0 ") == header.index("queue") + len("queue") - 1  # under "queue"
+    assert perceive.index("waits") == header.index("util %") + len("util %") + 2
+    resize = next(line for line in lines if "slow/Resize" in line)
+    assert resize.startswith("  └ slow/Resize ") and resize.endswith(cli.BOTTLENECK_MARK)
+    assert [line for line in lines if cli.BOTTLENECK_MARK in line] == [resize]
+
+
+def test_a_factory_routes_grown_branches_sit_under_it_in_graph_order() -> None:
+    """Branches a factory made while running are listed under their route, which keeps
+    its place in the chain (the snapshot lists grown stages last)."""
+    pipeline = ps.Pipeline()
+    pipeline.add(lambda x: x, "Load")
+    per_key = ps.Route(lambda x: "ab"[x % 2], factory=lambda k: ps.Chain().add(Wait(0), f"T_{k}"))
+    pipeline.add(per_key, "PerKey")
+    pipeline.add(lambda x: x, "Save")
+    with pipeline.parallelize():
+        for item in range(4):
+            pipeline.handle.ask(item, timeout=30)
+        stats = pipeline.statistics()
+    rows = [row.name for row in cli.stage_rows(stats, order=cli.graph_order(pipeline))]
+    assert rows == ["Load", "⑂ PerKey (route)", "  └ a/T_a", "  └ b/T_b", "Save"]
+
+
+def test_rich_view_draws_the_junction_rows(graph_app: Path) -> None:
+    """The rich table has the same rows, junctions included, and the critical path."""
+    pytest.importorskip("rich")
+    from rich.console import Console
+
+    pipeline, stats = _graph_run(graph_app)
+    console = Console(record=True, width=160, color_system=None)
+    console.print(cli.rich_view(stats, "title", "totals", cli.graph_order(pipeline)))
+    text = console.export_text()
+    for name in GRAPH_ROWS:
+        assert f"│ {name.ljust(len(max(GRAPH_ROWS, key=len)))} │" in text, name
+    assert "waits on slow" in text and "per key: even 5, odd 5" in text
+
+
+def test_run_plain_shows_the_graph_and_its_critical_path(
+    graph_app: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run`` on a graph: junction rows, indented branch stages, a critical path line."""
+    argv = ["run", f"{graph_app}:fed", "--plain", "--duration", "0.5", "--rate", "100"]
+    assert cli.main(argv) == 0
+    final = _final_section(capsys.readouterr().out)
+    width = max(len(name) for name in GRAPH_ROWS)  # the name column, left-aligned
+    assert [line[:width].rstrip() for line in final[2:15]] == GRAPH_ROWS
+    assert final[15].startswith("accepted ")
+    critical = final[17]
+    assert critical.startswith("critical path: Load -> Resize -> ")
+    assert critical.endswith(" -> Save")
+    assert "record" not in critical  # the main path never waits for a tap
 
 
 # -- entry points, demo, bench -------------------------------------------------------------------

@@ -17,7 +17,7 @@ from .._pipeline import Pipeline
 from .._statistics import PipelineStatistics
 from ._errors import CliError
 from ._loading import cleanup_tree, load_pipeline
-from ._table import plain_table, rich_view, settled_bottleneck
+from ._table import graph_order, plain_table, rich_view, settled_bottleneck
 
 CLI_HINT = "pip install 'pystream-actors[cli]'"
 EXIT_INTERRUPTED = 130
@@ -43,6 +43,7 @@ class Session:
             pipeline.serialize(capacity=args.capacity or 1, on_full=args.on_full)
         else:
             pipeline.parallelize(capacity=args.capacity, on_full=args.on_full)
+        self.order = graph_order(pipeline)
         self.started = time.monotonic()
         pipeline.start_loop(1.0 / args.rate)
 
@@ -61,10 +62,11 @@ class Session:
         over = self.duration is not None and self.elapsed >= self.duration
         return over or self.pipeline.handle.state != "running"
 
-    def parts(self, label: str) -> tuple[PipelineStatistics, str, str]:
-        """A snapshot with the title and totals lines that go around its table."""
+    def parts(self, label: str) -> tuple[PipelineStatistics, str, str, tuple[str, ...]]:
+        """A snapshot with the title and totals lines that go around its table, and the
+        graph's order of its stages and junctions."""
         stats = self.pipeline.statistics()
-        return stats, self._title(label), self._totals(stats)
+        return stats, self._title(label), self._totals(stats), self.order
 
     def _title(self, label: str) -> str:
         duration = "until Ctrl-C" if self.duration is None else f"of {self.duration:g} s"
@@ -74,12 +76,20 @@ class Session:
         )
 
     def _totals(self, stats: PipelineStatistics) -> str:
+        """Two lines of pipeline figures; a graph gets a third with its critical path (in a
+        plain chain that is every stage, so it is left out)."""
+        critical = (
+            f"\ncritical path: {' -> '.join(stats.critical_path)}"
+            if stats.junctions and stats.critical_path
+            else ""
+        )
         return (
             f"accepted {stats.accepted}  completed {stats.completed}  failed {stats.failed}  "
             f"dropped {stats.dropped}  refused {self.pipeline.handle.rejected}  "
             f"in flight {stats.in_flight}  late ticks {self.pipeline.missed_ticks}\n"
             f"e2e p50 {stats.latency.p50 * 1000:.2f} ms  p99 {stats.latency.p99 * 1000:.2f} ms  "
             f"{stats.throughput:.1f} items/s  bottleneck: {settled_bottleneck(stats) or '-'}"
+            f"{critical}"
         )
 
     def stop(self) -> None:
