@@ -26,7 +26,11 @@ stage's cost, the join's statistics (which branch each join waited on, the segme
 skipped frames), the bottleneck and the critical path, and checks that every frame
 submitted had exactly one outcome.
 
-Run: ``python examples/perception.py [--frames 200] [--fps 100]``. Needs numpy.
+Run: ``python examples/perception.py [--frames 200] [--fps 100]``. Needs numpy. The
+command line draws the graph and runs it live from ``build()``::
+
+    pystream-actors graph examples/perception.py:build
+    pystream-actors run examples/perception.py:build --duration 5
 """
 
 from __future__ import annotations
@@ -202,9 +206,11 @@ def publish(scene: Scene) -> dict[str, Any]:
     }
 
 
-def build_pipeline(detect_ms: float, segment_ms: float) -> ps.Pipeline:
-    """Decode -> Perceive{detect, segment} -> Fuse -> Publish."""
-    pipeline = ps.Pipeline(name="perception")
+def build_pipeline(
+    detect_ms: float, segment_ms: float, camera: SyntheticCamera | None = None
+) -> ps.Pipeline:
+    """Decode -> Perceive{detect, segment} -> Fuse -> Publish, fed by ``camera`` if given."""
+    pipeline = ps.Pipeline(name="perception", input_generator=camera.read if camera else None)
     pipeline.add(decode, "Decode")
     pipeline.add(
         ps.Parallel(
@@ -218,6 +224,11 @@ def build_pipeline(detect_ms: float, segment_ms: float) -> ps.Pipeline:
     pipeline.add(Fuse(), "Fuse")
     pipeline.add(publish, "Publish")
     return pipeline
+
+
+def build() -> ps.Pipeline:
+    """The pipeline fed by its camera, for ``pystream-actors run`` and ``graph``."""
+    return build_pipeline(4.0, 20.0, SyntheticCamera())
 
 
 # -- running ------------------------------------------------------------------------------
