@@ -215,6 +215,11 @@ class Endpoint(PipelineActor):
             for item in inherited:
                 self.take(item)
             return
+        if self._done:  # retired while waiting: never set up, so nothing to pair
+            for item in inherited:
+                item.drop(f"stage {self.stage_name!r} was retired before it took over")
+                self.send_settled(item)
+            return
         deferred, self._deferred = self._deferred, None
         self._plain = self.held is None and self._flush_reason is None
         self.start_work()

@@ -220,7 +220,8 @@ class WorkerPoolActor(Endpoint):
         # so their items are processed here, in order, and the pool becomes idle.
         if self._successor is not None:
             for index, urn in list(self._failed_workers.items()):
-                self._replace_worker(index, urn)
+                if self._load[index]:  # it holds items: they must be processed first
+                    self._replace_worker(index, urn)
         super().hand_over_when_idle()
 
     def _replace_worker(self, index: int, actor_urn: str) -> None:

@@ -362,3 +362,38 @@ def test_a_pool_handing_over_replaces_its_failed_workers_first(control: str) -> 
             assert pipeline.handle.start_stage("Pool", timeout=30) is True
         assert outcomes(futures, timeout=30) == list(range(1, 11))
         assert pipeline.handle.status()["Pool"].state == "running"
+
+
+def test_a_failed_worker_holding_nothing_is_not_set_up_again_at_hand_over() -> None:
+    """Found by the stateful test: a pool handing over while a failed worker holds nothing
+    retires it instead of replacing it (a replacement retired while it waited could still
+    be set up by a late Resume, with no cleanup to pair with it)."""
+    instances: list[Any] = []
+    failed = threading.Event()
+
+    class Counted(ps.Stage):
+        def __init__(self) -> None:
+            self.setups = self.cleanups = 0
+            instances.append(self)
+
+        def setup(self) -> None:
+            self.setups += 1
+
+        def __call__(self, x: int) -> int:
+            if x == 0 and not failed.is_set():
+                failed.set()
+                raise RuntimeError("glitch")
+            return x
+
+        def cleanup(self) -> None:
+            self.cleanups += 1
+
+    pipeline = ps.Pipeline()
+    pipeline.add(Counted, "Pool", workers=2, on_error="restart", restart_backoff=(30.0, 30.0))
+    with pipeline.parallelize():
+        with pytest.raises(ps.StageError):
+            pipeline.handle.ask(0, timeout=30)
+        assert pipeline.handle.restart_stage("Pool", timeout=30) is True
+        assert pipeline.handle.ask(1, timeout=30) == 1
+    assert len(instances) == 4  # 2 + 2 workers: the failed one, holding nothing, is not replaced
+    assert [(i.setups, i.cleanups) for i in instances] == [(1, 1)] * 4
