@@ -161,7 +161,7 @@ class Endpoint(PipelineActor):
             self.hold()
             self.stop_work(final=False)
         elif isinstance(message, Flush):
-            self._flush(message.reason)
+            self.flush(message.reason)
         elif isinstance(message, WhenReady):
             settle_ready(message.done, self.setup_error)
         elif isinstance(message, Retire):
@@ -228,7 +228,8 @@ class Endpoint(PipelineActor):
         for message in deferred:
             self.receive(message)
 
-    def _flush(self, reason: str) -> None:
+    def flush(self, reason: str) -> None:
+        """Drop what we hold and every later item, with ``reason`` (a drain past a stop)."""
         self._flush_reason = reason
         self._plain = False
         held, self.held = self.held or [], []

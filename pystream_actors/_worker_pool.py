@@ -214,6 +214,16 @@ class WorkerPoolActor(Endpoint):
                 return future.result()
         return None
 
+    def flush(self, reason: str) -> None:
+        # A worker that failed holds what it got until replaced; a stopped pool is not
+        # replaced at drain, so its failed workers give their items back, dropped.
+        super().flush(reason)
+        for index in self._failed_workers:
+            try:
+                self._workers[index].tell(Flush(reason))
+            except pykka.ActorDeadError:
+                pass
+
     def hand_over_when_idle(self) -> None:
         # Workers that failed hold what they got until replaced; the supervisor replaces
         # them only for the current, running pool. A pool handing over replaces them now,

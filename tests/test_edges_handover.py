@@ -397,3 +397,37 @@ def test_a_failed_worker_holding_nothing_is_not_set_up_again_at_hand_over() -> N
         assert pipeline.handle.ask(1, timeout=30) == 1
     assert len(instances) == 4  # 2 + 2 workers: the failed one, holding nothing, is not replaced
     assert [(i.setups, i.cleanups) for i in instances] == [(1, 1)] * 4
+
+
+def test_drain_with_a_stopped_pool_settles_what_its_failed_workers_hold() -> None:
+    """Found by the stateful test: a stopped pool whose failed worker holds items (its
+    replacement waits out a back-off): cleanup() drops those items too, naming the stage."""
+    failed = threading.Event()
+
+    class FailsOnce(ps.Stage):
+        def __call__(self, x: int) -> int:
+            if x == 0 and not failed.is_set():
+                failed.set()
+                raise RuntimeError("glitch")
+            return x
+
+        def cleanup(self) -> None:
+            pass
+
+    pipeline = ps.Pipeline()
+    pipeline.add(FailsOnce, "Pool", workers=2, on_error="restart", restart_backoff=(30.0, 30.0))
+    pipeline.parallelize(capacity=8)
+    with pytest.raises(ps.StageError):
+        pipeline.handle.ask(0, timeout=30)  # worker 0 now holds what it gets
+    futures = [pipeline.handle.submit(i) for i in range(1, 5)]  # some land on worker 0
+    runtime = pipeline.handle._runtime
+    assert runtime is not None
+    pool: Any = runtime.records[0].ref._actor_weakref()
+    assert wait_until(lambda: pool._load[0] > 0)
+    assert pipeline.handle.stop_stage("Pool", timeout=30) is True
+    cleaner = threading.Thread(target=pipeline.cleanup)
+    cleaner.start()
+    cleaner.join(30)
+    assert not cleaner.is_alive()
+    settled = outcomes(futures, timeout=0)
+    assert any(isinstance(s, ps.ItemDropped) and "'Pool' was stopped" in str(s) for s in settled)
