@@ -28,7 +28,8 @@ class BranchOptions:
     required: bool = True
     max_age: float | None = None
     capacity: int | None = None
-    on_full: BranchOnFull = "drop_oldest"
+    on_full: BranchOnFull | None = None
+    """None: ``"drop_oldest"`` (a ``Tap``'s own ``on_full`` for a tap branch)."""
     select: Callable[[Any], Any] | None = None
 
 
@@ -50,7 +51,7 @@ class Chain:
         required: bool = True,
         max_age: float | None = None,
         capacity: int | None = None,
-        on_full: BranchOnFull = "drop_oldest",
+        on_full: BranchOnFull | None = None,
         select: Callable[[Any], Any] | None = None,
     ) -> None:
         check.flag("required", required)
@@ -58,7 +59,8 @@ class Chain:
             check.positive_seconds("max_age", max_age)
         if capacity is not None:
             check.whole_number("capacity", capacity, 1)
-        check.one_of("on_full", on_full, ("drop_oldest", "reject"))
+        if on_full is not None:
+            check.one_of("on_full", on_full, ("drop_oldest", "reject"))
         if select is not None and not callable(select):
             raise InvalidArgument(f"select must be a one-argument callable, got {select!r}")
         self.options = BranchOptions(required, max_age, capacity, on_full, select)

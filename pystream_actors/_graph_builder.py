@@ -110,7 +110,13 @@ class GraphBuilder:
         order = {path: index for index, (path, _) in enumerate(walk(chain.slots, prefix))}
         booked.sort(key=lambda record: order[record.path])
         with self._supervisor.records_lock:
-            self._supervisor.records.extend(booked)
+            records = self._supervisor.records
+            at = 1 + max(  # after the junction's other branches: graph order
+                i
+                for i, r in enumerate(records)
+                if r is owner or r.path.startswith(f"{owner.path}/")
+            )
+            records[at:at] = booked
         return head
 
     def prune(self, junction: str, key: str) -> None:
@@ -145,19 +151,52 @@ def tap_outputs(slots: list[Slot]) -> frozenset[str]:
     )
 
 
+def branch_chains(
+    records: list[StageRecord], junction: StageRecord
+) -> dict[str, list[StageRecord]]:
+    """The chains of ``junction``'s branches (also those a Route made while running)."""
+    chains: dict[str, list[StageRecord]] = {}
+    for record in records:
+        if record.owner is junction:
+            key = record.path[len(junction.path) + 1 :].split("/", 1)[0]
+            chains[key] = record.chain
+    return chains
+
+
+def on_a_tap(record: StageRecord) -> bool:
+    """True for a step inside a tap branch (the main path never waits for it)."""
+    owner = record.owner
+    while owner is not None:
+        if isinstance(owner.slot, JunctionSlot) and owner.slot.kind == "tap":
+            return True
+        owner = owner.owner
+    return False
+
+
 def critical_path(
-    slots: list[Slot], waited_on: Mapping[str, Mapping[str, float]]
+    records: list[StageRecord],
+    chain: list[StageRecord],
+    waited_on: Mapping[str, Mapping[str, float]],
+    service: Mapping[str, float],
 ) -> tuple[str, ...]:
-    """The stages a latency follows: the chain, and at each junction the branch it waited on
-    most (a tap is skipped: the main path never waits for it)."""
+    """The stages a latency follows along ``chain``: at a ``Parallel`` the branch that held
+    its joins up most, at a ``Route`` the branch whose stages take longest per item; a tap
+    is skipped (the main path never waits for it)."""
     path: list[str] = []
-    for slot in slots:
+    for record in chain:
+        slot = record.slot
         if not isinstance(slot, JunctionSlot):
             path.append(slot.name)
             continue
-        if isinstance(slot.combinator, Tap) or not slot.branches:
+        branches = branch_chains(records, record)
+        if slot.kind == "tap" or not branches:
             continue
-        shares = waited_on.get(slot.name, {})
-        branch = max(slot.branches, key=lambda key: shares.get(key, 0.0))
-        path.extend(critical_path(slot.branches[branch].slots, waited_on))
+        if slot.kind == "parallel":
+            shares = waited_on.get(slot.name, {})
+            key = max(branches, key=lambda k: shares.get(k, 0.0))
+        else:
+            key = max(
+                branches, key=lambda k: sum(service.get(r.slot.name, 0.0) for r in branches[k])
+            )
+        path.extend(critical_path(records, branches[key], waited_on, service))
     return tuple(path)

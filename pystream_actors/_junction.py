@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import pykka
@@ -173,6 +174,7 @@ class JunctionActor(PipelineActor):
         if options.max_age is not None:
             expires = min(expires, parent.submitted_at + options.max_age)
         child = parent.fork(key, data, expires, claim, join.jseq)
+        child.sent_at = time.perf_counter()
         join.children[key] = child
         if not self._room_for(key, child, options):
             self._back(join, child)
@@ -192,7 +194,7 @@ class JunctionActor(PipelineActor):
         if capacity is None or len(inside) < capacity:
             return True
         reason = f"branch {key!r} of {self.name!r} was full (capacity={capacity})"
-        if options.on_full == "drop_oldest":
+        if options.on_full in (None, "drop_oldest"):
             for victim in inside:
                 if _drop_unstarted(victim, reason):
                     self.counters.dropped[key] += 1
@@ -226,6 +228,7 @@ class JunctionActor(PipelineActor):
             if join.window_claim:
                 parent.claim = [1]  # droppable again while it waits for the next stage
         parent.hops += 1  # the junction was one step of the chain around it
+        parent.sent_at = time.perf_counter()  # the next stage's wait starts now
         if not ordered:
             self._send_on(parent)
             return
@@ -257,6 +260,10 @@ class JunctionActor(PipelineActor):
             send_home(self.home, item)
         else:
             send_or_return(self.downstream, self.home, item, self.name)
+
+    def on_stop(self) -> None:
+        super().on_stop()
+        self.counters.pending = 0  # whatever was inside was settled by the stop
 
     def crashed(self, exc: BaseException) -> None:
         reason = f"the junction {self.name!r} crashed ({type(exc).__name__})"
@@ -304,8 +311,7 @@ class ParallelJunction(JunctionActor):
             join.group.cancel(SIBLING_FAILED)  # siblings not yet started skip the item
         if len(join.back) < len(join.children) or len(join.children) < len(self.options):
             return
-        self.counters.last[key] += 1
-        self.counters.join_wait.record(now - join.first_back)
+        self.counters.held_up(key, now - join.first_back)
         self._decide(join)
         self.close_join(join, ordered=True)
 
@@ -325,7 +331,7 @@ class ParallelJunction(JunctionActor):
             reason: PyStreamError = (
                 child.error
                 if isinstance(child.error, StageError)
-                else ItemDropped(parent.seq, f"branch {key!r}: {child.dropped or child.error}")
+                else ItemDropped(parent.seq, str(child.dropped or child.error))
             )
             if self.options[key].required:
                 if failure is None and child.dropped != SIBLING_FAILED:
@@ -347,9 +353,9 @@ class ParallelJunction(JunctionActor):
                 parent.error = failure.error
                 parent.data = None
             else:
-                parent.drop(f"branch {failure.branch!r} of {self.name!r}: {failure.dropped}")
+                parent.drop(_in_branch(failure, self.name))
             return
-        parent.data = Joined(outputs, missing)
+        parent.data = Joined(MappingProxyType(outputs), MappingProxyType(missing))
 
 
 class RouteJunction(JunctionActor):
@@ -441,7 +447,7 @@ class RouteJunction(JunctionActor):
                 parent.error = child.error
                 parent.data = None
             else:
-                parent.drop(f"branch {child.branch!r} of {self.name!r}: {child.dropped}")
+                parent.drop(_in_branch(child, self.name))
         self.close_join(join, ordered=self.route.ordered)
         self._retire_idle()
 
@@ -458,7 +464,7 @@ class TapJunction(JunctionActor):
                 required=False,
                 max_age=self.options[key].max_age,
                 capacity=self.options[key].capacity or tap.capacity,
-                on_full=tap.on_full,
+                on_full=self.options[key].on_full or tap.on_full,
                 select=self.options[key].select,
             )
 
@@ -466,6 +472,7 @@ class TapJunction(JunctionActor):
         for key in self.combinator.branches:
             self._copy(parent, key)
         parent.hops += 1
+        parent.sent_at = time.perf_counter()
         send_or_return(self.downstream, self.home, parent, self.name)
 
     def _copy(self, parent: Item, key: str) -> None:
@@ -496,6 +503,21 @@ class TapJunction(JunctionActor):
 
     def crashed(self, exc: BaseException) -> None:
         self.joins.clear()  # copies only: the main path never waited for them
+
+    def on_stop(self) -> None:
+        super().on_stop()
+        for join in self.joins.values():  # copies still out when the pipeline stopped
+            for key in join.children:
+                self.counters.dropped[key] += 1
+        self.joins.clear()
+        self.counters.pending = 0
+
+
+def _in_branch(child: Item, junction: str) -> str:
+    """Why a parent dropped because its child did, naming the branch once."""
+    reason = str(child.dropped)
+    where = f"branch {child.branch!r} of {junction!r}"
+    return reason if where in reason else f"{where}: {reason}"
 
 
 def _drop_unstarted(child: Item, reason: str) -> bool:

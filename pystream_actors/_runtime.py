@@ -23,7 +23,7 @@ from ._actors import ActorGroup
 from ._combinators import Slot
 from ._coordinator import STOPPED_REASON, CoordinatorActor, Outlets
 from ._errors import PipelineInitiationError, PipelineTerminated, StageError, describe
-from ._graph_builder import GraphBuilder, critical_path, tap_outputs
+from ._graph_builder import GraphBuilder, critical_path, on_a_tap, tap_outputs
 from ._messages import Abort, Drain, Flush, Item, Link, Retire, WhenReady
 from ._outputs import Outputs
 from ._stage import StageSlot
@@ -202,10 +202,13 @@ class Runtime:
                     since=self.counters.first_accept,
                 )
                 stages.append(dataclasses.replace(snapshot, path=record.path))
-        shares = {
-            j.name: dict(j.waited_on) if j.kind == "parallel" else dict(j.per_key)
-            for j in junctions
-        }
+        main = [r for r in records if r.owner is None]
+        by_name = {stage.name: stage for stage in stages}
+        busiest = max(  # the main path's limit: a tap never holds it up
+            (by_name[r.slot.name] for r in records if r.slot.name in by_name and not on_a_tap(r)),
+            key=lambda s: (s.utilization, s.service_time.mean),
+            default=None,
+        )
         return dataclasses.replace(
             self.counters.snapshot(
                 self.mode,
@@ -215,7 +218,13 @@ class Runtime:
                 self.outputs.results.dropped,
             ),
             junctions=tuple(junctions),
-            critical_path=critical_path(self.slots, shares),
+            bottleneck=busiest.name if busiest is not None and busiest.processed else None,
+            critical_path=critical_path(
+                records,
+                main[0].chain if main else [],
+                {j.name: j.waited_on for j in junctions},
+                {s.name: s.service_time.mean for s in stages},
+            ),
         )
 
     # -- stopping -----------------------------------------------------------------------

@@ -93,7 +93,8 @@ class JunctionStatistics:
     arrivals: Mapping[str, int]
     """Children that came back from each branch."""
     waited_on: Mapping[str, float]
-    """``Parallel``: the share of joins each branch arrived last in (it held the join up)."""
+    """``Parallel``: each branch's share of the time joins spent waiting after their first
+    branch arrived (the time the branch arriving last held them up)."""
     join_wait: Percentiles
     """``Parallel``: time from the first branch's arrival to the last one's, per item."""
     per_key: Mapping[str, int]
@@ -293,7 +294,13 @@ class JunctionCounters:
         self.per_key: collections.Counter[str] = collections.Counter()
         self.dropped: collections.Counter[str] = collections.Counter()
         self.join_wait = Durations()
-        self.joins = 0
+        self.held: dict[str, float] = collections.defaultdict(float)  # seconds, per branch
+
+    def held_up(self, branch: str, waited: float) -> None:
+        """A join completed when ``branch`` arrived, ``waited`` after the first arrival."""
+        self.last[branch] += 1
+        self.held[branch] += waited
+        self.join_wait.record(waited)
 
     def entered(self, count: int = 1) -> None:
         self.pending += count
@@ -301,7 +308,10 @@ class JunctionCounters:
             self.max_pending = self.pending
 
     def snapshot(self, path: str) -> JunctionStatistics:
+        held = sum(self.held.values())
         joins = sum(self.last.values())
+        shares = self.held if held > 0 else self.last
+        total = held if held > 0 else joins
         branches = tuple(sorted({*self.branches, *self.arrivals, *self.per_key}))
         return JunctionStatistics(
             name=self.name,
@@ -311,9 +321,7 @@ class JunctionCounters:
             max_pending=self.max_pending,
             branches=branches,
             arrivals=MappingProxyType(dict(self.arrivals)),
-            waited_on=MappingProxyType(
-                {b: self.last[b] / joins for b in self.last} if joins else {}
-            ),
+            waited_on=MappingProxyType({b: shares[b] / total for b in shares} if total else {}),
             join_wait=Percentiles.of(self.join_wait),
             per_key=MappingProxyType(dict(self.per_key)),
             dropped=MappingProxyType(dict(self.dropped)),

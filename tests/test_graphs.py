@@ -497,3 +497,78 @@ def test_graph_names_are_unique_across_branches_and_combinators_are_not_controll
         with pytest.raises(ps.InvalidArgument, match="junction"):
             pipeline.handle.restart_stage("Fork")
         assert pipeline.handle.restart_stage("b", timeout=30) is True
+
+
+def test_statistics_of_a_graph_point_at_what_holds_it_up() -> None:
+    """The critical path follows the branch that holds joins up (and a factory route's
+    slowest branch); a slow tap is never the bottleneck; the stage after a junction does
+    not count the branches' time as its own wait; a tap's pending is 0 after a stop."""
+    never = threading.Event()
+
+    def slow(x: int) -> int:
+        never.wait(0.01)
+        return x
+
+    def slower(x: int) -> int:
+        never.wait(0.03)
+        return x
+
+    pipeline = ps.Pipeline()
+    pipeline.add(lambda x: x, "Decode")
+    pipeline.add(ps.Parallel(fast=lambda x: x, slow=ps.Chain().add(slow, "Segment")), "Perceive")
+    pipeline.add(lambda joined: joined["fast"], "Fuse")
+    pipeline.add(
+        ps.Route(
+            lambda x: x % 2,
+            factory=lambda key: ps.Chain().add(slower if key else (lambda x: x), f"Track_{key}"),
+        ),
+        "PerKey",
+    )
+    pipeline.add(ps.Tap(record=ps.Chain().add(slower, "Record"), capacity=1), "Rec")
+    with pipeline.parallelize():
+        for x in range(12):
+            pipeline.handle.ask(x, timeout=30)
+        stats = pipeline.statistics()
+        assert stats.critical_path == ("Decode", "Segment", "Fuse", "Track_1")
+        assert stats.bottleneck != "Record"
+        assert stats.stage("Fuse").wait_time.p50 < 0.005  # not Segment's 10 ms
+        assert stats.junction("Perceive").waited_on["slow"] > 0.9
+        paths = [s.path for s in stats.stages]
+        assert paths.index("PerKey/1/Track_1") < paths.index("Rec/record/Record")
+    assert pipeline.statistics().junction("Rec").pending == 0
+
+
+def test_joined_is_read_only_all_the_way_down() -> None:
+    """A Joined's outputs and missing mappings cannot be changed by a later stage."""
+    pipeline = ps.Pipeline()
+    pipeline.add(ps.Parallel(a=lambda x: x), "Fork")
+    with pipeline.parallelize():
+        joined = pipeline.handle.ask(1, timeout=30)
+    with pytest.raises(TypeError):
+        joined.outputs["a"] = 2
+    with pytest.raises(TypeError):
+        joined.missing["a"] = None
+
+
+def test_a_tap_branch_keeps_its_own_on_full() -> None:
+    """Chain(on_full="reject") inside a Tap rejects new copies instead of dropping old ones."""
+    release = threading.Event()
+    entered = threading.Event()
+    seen: list[int] = []
+
+    def record(x: int) -> int:
+        seen.append(x)
+        entered.set()
+        release.wait(30)
+        return x
+
+    pipeline = ps.Pipeline()
+    pipeline.add(ps.Tap(rec=ps.Chain(capacity=2, on_full="reject").add(record, "Record")), "T")
+    with pipeline.parallelize():
+        pipeline.handle.ask(0, timeout=30)
+        assert entered.wait(30)
+        for x in range(1, 6):
+            pipeline.handle.ask(x, timeout=30)
+        release.set()
+        assert wait_until(lambda: len(seen) == 2)
+    assert seen == [0, 1]  # 0 at work and 1 waiting; the newer copies were refused

@@ -151,9 +151,9 @@ def _branch_label(key: str, options: BranchOptions, tap: Tap | None, default: bo
     if options.max_age is not None:
         parts.append(f"max_age {_duration(options.max_age)}")
     if tap is not None:
-        parts.append(_capacity(options.capacity or tap.capacity, tap.on_full))
+        parts.append(_capacity(options.capacity or tap.capacity, options.on_full or tap.on_full))
     elif options.capacity is not None:
-        parts.append(_capacity(options.capacity, options.on_full))
+        parts.append(_capacity(options.capacity, options.on_full or "drop_oldest"))
     if options.select is not None:
         parts.append("select")
     return " · ".join(parts)
