@@ -267,6 +267,7 @@ CPU_WORKERS = scaled(
 
 def workloads() -> list[Comparison | Custom]:
     """Every workload, in the order of the table."""
+    from graph_rows import graphs
     from overload_row import overload
 
     return [
@@ -278,4 +279,5 @@ def workloads() -> list[Comparison | Custom]:
         CV_WORKERS,
         CPU_WORKERS,
         Custom("8", overload),
+        Custom("9", graphs),
     ]
