@@ -45,9 +45,11 @@ from ._statistics import (
     JunctionStatistics,
     Percentiles,
     PipelineStatistics,
+    SourceStatistics,
     StageStatistics,
 )
 from ._supervisor import StageState, StageStatus
+from ._sync import Sync
 from ._window import OnFull
 
 try:
@@ -90,6 +92,7 @@ __all__ = [
     "ProfilingError",
     "PyStreamError",
     "Route",
+    "SourceStatistics",
     "Stage",
     "StageBusy",
     "StageError",
@@ -97,6 +100,7 @@ __all__ = [
     "StageState",
     "StageStatistics",
     "StageStatus",
+    "Sync",
     "Tap",
     "__version__",
     "functional",

@@ -9,7 +9,8 @@ waits for (every child envelope comes back to its junction, failed or dropped).
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, Union
 
 from . import _arguments as check
@@ -18,7 +19,7 @@ from ._policy import FailurePolicy, OnError
 from ._scaling import Executor, Scaling
 from ._stage import Stage, StageCallable, StageSlot, check_stage_name
 
-BranchOnFull = Literal["drop_oldest", "reject"]
+BranchOnFull = Literal["drop_oldest", "reject", "block"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class BranchOptions:
     max_age: float | None = None
     capacity: int | None = None
     on_full: BranchOnFull | None = None
-    """None: ``"drop_oldest"`` (a ``Tap``'s own ``on_full`` for a tap branch)."""
+    """None: ``"drop_oldest"`` (a ``Tap``'s own ``on_full`` for a tap branch; the
+    pipeline's ``on_full`` for a ``Sync`` source). ``"block"`` only for a ``Sync`` source."""
     select: Callable[[Any], Any] | None = None
 
 
@@ -41,7 +43,8 @@ class Chain:
     child older than that many seconds since acceptance before a branch stage starts it.
     ``capacity`` caps the children inside the branch; past it ``on_full="drop_oldest"``
     drops the oldest one no stage has started, ``"reject"`` the new one (a junction never
-    blocks). ``select(item)`` gives the branch only the part of the item it needs; it runs
+    blocks). As a ``Sync`` source, ``capacity``/``on_full`` are that source's own window
+    (``"block"`` allowed; None: the pipeline's settings). ``select(item)`` gives the branch only the part of the item it needs; it runs
     on the junction's thread, so keep it cheap.
     """
 
@@ -60,7 +63,7 @@ class Chain:
         if capacity is not None:
             check.whole_number("capacity", capacity, 1)
         if on_full is not None:
-            check.one_of("on_full", on_full, ("drop_oldest", "reject"))
+            check.one_of("on_full", on_full, ("drop_oldest", "reject", "block"))
         if select is not None and not callable(select):
             raise InvalidArgument(f"select must be a one-argument callable, got {select!r}")
         self.options = BranchOptions(required, max_age, capacity, on_full, select)
@@ -94,6 +97,10 @@ class Chain:
                     "a stage inside a Chain needs a name: pass name=... (names are unique "
                     "across the whole pipeline, so control calls and statistics can find it)"
                 )
+        if getattr(stage, "kind", "") == "sync":
+            raise InvalidArgument(
+                f"{name!r}: a Sync is a pipeline's first step, not a step inside a Chain"
+            )
         slot = make_slot(
             stage,
             name,
@@ -119,7 +126,12 @@ class Combinator:
         for key, branch in branches.items():
             self.branches[str(key)] = as_chain(str(key), branch)
         taken: set[str] = set()
-        for chain in self.branches.values():
+        for key, chain in self.branches.items():
+            if chain.options.on_full == "block" and self.kind != "sync":
+                raise InvalidArgument(
+                    f"branch {key!r}: on_full='block' is for a Sync source only (a junction "
+                    "never blocks); use 'drop_oldest' or 'reject'"
+                )
             _check_unique(chain.slots, taken)
             taken |= {n for s in chain.slots for n in names_in(s)}
 
@@ -241,11 +253,15 @@ class Joined(Mapping[str, Any]):
     """The joined outputs of one item: read-only, ``joined["detect"]``.
 
     ``missing`` maps each optional branch left out to why (its ``StageError`` or
-    ``ItemDropped``).
+    ``ItemDropped``). From a ``Sync``: one entry per source (None for a source without a
+    partner under ``missing="none"``, with the reason in ``missing``), ``stamps`` maps each
+    source present to its sample's stamp and ``stamp`` is the anchor's (trigger's).
     """
 
     outputs: Mapping[str, Any]
     missing: Mapping[str, PyStreamError]
+    stamps: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    stamp: float | None = None
 
     def __getitem__(self, branch: str) -> Any:
         return self.outputs[branch]

@@ -17,6 +17,7 @@ from ._errors import ItemDropped, PipelineTerminated, StageError
 from ._handover import relink
 from ._messages import (
     Abort,
+    Cached,
     DeadLetter,
     Drain,
     FailureNotice,
@@ -27,7 +28,7 @@ from ._messages import (
     TapOutput,
 )
 from ._outputs import Outputs
-from ._statistics import PipelineCounters
+from ._statistics import PipelineCounters, SourceCounters
 from ._window import InFlightWindow
 
 logger = logging.getLogger("pystream_actors")
@@ -53,19 +54,25 @@ class CoordinatorActor(PipelineActor):
     previous one was settled. Parallel mode sends items on as they come, so every stage
     works at once; the in-flight window bounds how many are inside. Every accepted item
     is in ``_in_flight`` until settled, so a stop or a crash can settle all of them.
+
+    With a ``Sync`` first, each named source has its own window and its own entry (the
+    head of its source chain), and a set that comes back settles every member.
     """
 
     def __init__(
         self,
         group: ActorGroup,
         mode: str,
-        window: InFlightWindow,
+        windows: dict[str, InFlightWindow],
         outlets: Outlets,
         counters: PipelineCounters,
+        sources: dict[str, SourceCounters] | None = None,
     ) -> None:
         super().__init__(group, "CoordinatorActor")
         self._lock_step = mode == SERIAL
-        self._window = window
+        self._windows = windows
+        self._sources = sources or {}
+        self._entries: dict[str, pykka.ActorRef[Any]] = {}
         self._outlets = outlets
         self._outputs = outlets.outputs
         self._counters = counters
@@ -80,12 +87,17 @@ class CoordinatorActor(PipelineActor):
         if type(message) is Item:
             if message.seq < 0:  # not numbered yet: a new item from the handle
                 self._admit(message)
+            elif message.members is not None:
+                self._finish_set(message)
             elif message.parent is None:  # a branch's child that strayed here is no outcome
                 self._finish(message)
         elif isinstance(message, Relink):
-            self._first = relink(message)
+            self._relink(message)
         elif isinstance(message, Link):
             self._first = message.first
+            self._entries = dict(message.entries or {})
+        elif isinstance(message, Cached):
+            self._finish_cached(message.item)
         elif isinstance(message, Drain):
             self._drained.append(message.done)
             self._resolve_drained_if_idle()
@@ -103,10 +115,20 @@ class CoordinatorActor(PipelineActor):
             logger.warning("coordinator ignored an unexpected message %r", message)
         return None
 
+    def _relink(self, message: Relink) -> None:
+        urn = message.predecessor.actor_urn
+        for source, head in self._entries.items():
+            if head.actor_urn == urn:
+                self._entries[source] = relink(message)
+                return
+        self._first = relink(message)
+
     def _admit(self, item: Item) -> None:
         item.seq = self._next_seq
         self._next_seq += 1
         self._counters.record_accepted(item.submitted_at)
+        if item.source:
+            self._sources[item.source].accepted += 1
         if self._terminated is not None:
             self._fail_terminated(item, self._terminated)
             return
@@ -119,7 +141,10 @@ class CoordinatorActor(PipelineActor):
     def _dispatch(self, item: Item) -> None:
         item.sent_at = perf_counter()
         try:
-            self._first.tell(item)  # type: ignore[union-attr]  # linked before any item
+            if item.source:
+                self._entries[item.source].tell(item)
+            else:
+                self._first.tell(item)  # type: ignore[union-attr]  # linked before any item
         except pykka.ActorDeadError:
             item.drop("the first stage's actor had stopped")
             self._finish(item)
@@ -131,6 +156,8 @@ class CoordinatorActor(PipelineActor):
             item.try_claim()  # from here on the window cannot drop it
         now = perf_counter()
         error = item.error
+        if item.source:
+            self._count_source(item)
         if error is not None:
             self._counters.record_done(item.submitted_at, now, "failed")
             _settle(item.future, error=error)
@@ -146,10 +173,63 @@ class CoordinatorActor(PipelineActor):
             self._outputs.publish(item.data)
             if item.future is not None:
                 _settle(item.future, value=item.data)
-        self._window.finish(item)
+        self._windows[item.source].finish(item)
         if self._waiting:
             self._dispatch(self._waiting.popleft())
         elif self._drained:
+            self._resolve_drained_if_idle()
+
+    def _count_source(self, item: Item) -> None:
+        counters = self._sources[item.source]
+        if item.error is not None:
+            counters.failed += 1
+        elif item.dropped is not None:
+            counters.dropped += 1
+        else:
+            counters.completed += 1
+
+    def _finish_set(self, joined: Item) -> None:
+        """A ``Sync`` set came back: every member still pending gets the set's outcome;
+        the output, a dead letter, a failure notice go out once per set."""
+        members = [m for m in joined.members or () if self._in_flight.pop(m.seq, None)]
+        if not members:
+            return  # settled by an abort already
+        now = perf_counter()
+        error, dropped = joined.error, joined.dropped
+        outcome = "failed" if error is not None else "dropped" if dropped is not None else "ok"
+        for member in members:
+            self._counters.record_done(member.submitted_at, now, outcome)
+            member.error, member.dropped = error, dropped
+            self._count_source(member)
+            if error is not None:
+                _settle(member.future, error=error)
+            elif dropped is not None:
+                _settle(member.future, error=ItemDropped(member.seq, dropped))
+            else:
+                _settle(member.future, value=joined.data)
+            self._windows[member.source].finish(member)
+        if error is not None:
+            if isinstance(error, StageError):
+                self._deliver_dead_letter(error)
+            if joined.failure_action is not None:
+                self._outlets.on_failure_notice(joined.failure_action)
+        elif dropped is None:
+            self._outputs.publish(joined.data)
+        if self._drained:
+            self._resolve_drained_if_idle()
+
+    def _finish_cached(self, item: Item) -> None:
+        """A context sample of ``latest`` is cached: it resolves, and is no output."""
+        if self._in_flight.pop(item.seq, None) is None:
+            return
+        if item.claim is not None:
+            item.try_claim()
+        self._counters.record_done(item.submitted_at, perf_counter(), "ok")
+        self._sources[item.source].completed += 1
+        if item.future is not None:
+            _settle(item.future, value=item.data)
+        self._windows[item.source].finish(item)
+        if self._drained:
             self._resolve_drained_if_idle()
 
     def _deliver_dead_letter(self, error: StageError) -> None:
@@ -171,8 +251,10 @@ class CoordinatorActor(PipelineActor):
 
     def _fail_terminated(self, item: Item, reason: str) -> None:
         self._counters.record_done(item.submitted_at, perf_counter(), "dropped")
+        if item.source:
+            self._sources[item.source].dropped += 1
         _settle(item.future, error=PipelineTerminated(f"item #{item.seq}: {reason}"))
-        self._window.finish(item)
+        self._windows[item.source].finish(item)
 
     def _resolve_drained_if_idle(self) -> None:
         if self._in_flight:

@@ -20,6 +20,8 @@ from ._junction import spawn_junction
 from ._messages import LinkBranches, Retire
 from ._statistics import JunctionCounters
 from ._supervisor import StageRecord, Supervisor
+from ._sync import Sync
+from ._sync_junction import SyncJunction
 from ._worker_pool import counters_for, spawn_stage
 
 logger = logging.getLogger("pystream_actors")
@@ -34,11 +36,15 @@ class GraphBuilder:
         coordinator: pykka.ActorRef[Any],
         supervisor: Supervisor,
         timed: bool,
+        sync_limits: dict[str, int] | None = None,
     ) -> None:
         self._group = group
         self._coordinator = coordinator
         self._supervisor = supervisor
         self._timed = timed
+        self._sync_limits = sync_limits or {}
+        self.entries: dict[str, pykka.ActorRef[Any]] = {}
+        """With a ``Sync`` first: the head of each source chain, by source."""
 
     def build(self, slots: list[Slot]) -> pykka.ActorRef[Any]:
         """Start the pipeline's own chain (and every branch in it); the first actor's ref."""
@@ -62,7 +68,22 @@ class GraphBuilder:
         for slot in reversed(slots):
             path = f"{prefix}{slot.name}"
             ref: pykka.ActorRef[Any]
-            if isinstance(slot, JunctionSlot):
+            if isinstance(slot, JunctionSlot) and isinstance(slot.combinator, Sync):
+                junction_counters = JunctionCounters(slot.name, slot.kind, tuple(slot.branches))
+                ref = self._group.spawn(
+                    SyncJunction,
+                    slot,
+                    downstream,
+                    self._coordinator,
+                    junction_counters,
+                    self._sync_limits,
+                )
+                record = StageRecord(slot, ref, junction_counters, path, chain, slots, owner)
+                self.entries = {
+                    key: self._chain(branch.slots, ref, record, f"{path}/{key}/", booked)
+                    for key, branch in slot.branches.items()
+                }
+            elif isinstance(slot, JunctionSlot):
                 junction_counters = JunctionCounters(slot.name, slot.kind, tuple(slot.branches))
                 ref = spawn_junction(
                     self._group,
@@ -70,7 +91,7 @@ class GraphBuilder:
                     downstream,
                     self._coordinator,
                     junction_counters,
-                    settled_go_home=owner is None,
+                    settled_go_home=_settles_home(owner),
                     grow=self.grow,
                     prune=self.prune,
                 )
@@ -88,7 +109,7 @@ class GraphBuilder:
                     downstream,
                     self._coordinator,
                     counters,
-                    settled_go_home=owner is None,
+                    settled_go_home=_settles_home(owner),
                 )
                 record = StageRecord(slot, ref, counters, path, chain, slots, owner)
             chain.insert(0, record)
@@ -139,6 +160,18 @@ class GraphBuilder:
                 if record.slot.name == name:
                     return record
         raise LookupError(name)
+
+
+def _settles_home(owner: StageRecord | None) -> bool:
+    return owner is None or owner.slot.kind == "sync"
+
+
+def sync_of(slots: list[Slot]) -> Sync | None:
+    """The pipeline's ``Sync``, if its first step is one."""
+    first = slots[0] if slots else None
+    if isinstance(first, JunctionSlot) and isinstance(first.combinator, Sync):
+        return first.combinator
+    return None
 
 
 def tap_outputs(slots: list[Slot]) -> frozenset[str]:

@@ -32,9 +32,11 @@ from ._loop import InputLoop
 from ._messages import Item
 from ._outputs import Outputs
 from ._result_stream import AsyncReader, Broadcast, Reader
-from ._runtime import Runtime
+from ._runtime import Runtime, SourceEntry
 from ._statistics import PipelineStatistics
 from ._supervisor import CONTROL_TIMEOUT, StageStatus, Supervisor
+from ._sync import checked_stamp
+from ._window import InFlightWindow
 
 PipelineState = Literal["idle", "running", "stopping", "terminated", "stopped"]
 
@@ -56,7 +58,7 @@ class PipelineHandle:
         self._rejected_lock = threading.Lock()
         self._lock = threading.RLock()  # lifecycle changes, one at a time
         self._outputs = Outputs()
-        self._loop: InputLoop | None = None
+        self._loops: dict[str | None, InputLoop] = {}  # by source (None: the only input)
         self._missed_ticks_before = 0
         self.error_callbacks: list[Callable[[StageError], object]] = []
         self.on_final_stop: list[Callable[[PipelineStatistics], None]] = []
@@ -160,7 +162,14 @@ class PipelineHandle:
 
     # -- submitting ----------------------------------------------------------------
 
-    def submit(self, data: Any, timeout: float | None = None) -> Future[Any]:
+    def submit(
+        self,
+        data: Any,
+        timeout: float | None = None,
+        *,
+        source: str | None = None,
+        stamp: float | None = None,
+    ) -> Future[Any]:
         """Accept ``data`` and return a future for its output.
 
         When the pipeline is full the ``on_full`` policy decides: ``"block"`` waits up to
@@ -173,12 +182,23 @@ class PipelineHandle:
         future raises ``StageError`` if a stage failed on the item, ``ItemDropped`` if a
         policy dropped it, ``PipelineTerminated`` if the pipeline stopped first: every
         future returned resolves.
+
+        When the first step is a ``Sync``, ``source`` names the input the item comes from
+        (it enters by that source's own window) and ``stamp`` is its sensor time (default:
+        the ``Sync``'s ``stamp`` function for the source, else ``time.monotonic()``).
         """
         future: Future[Any] = Future()
-        self._enter(data, future, _checked_timeout(timeout))
+        self._enter(data, future, _checked_timeout(timeout), source, stamp)
         return future
 
-    def ask(self, data: Any, timeout: float | None = None) -> Any:
+    def ask(
+        self,
+        data: Any,
+        timeout: float | None = None,
+        *,
+        source: str | None = None,
+        stamp: float | None = None,
+    ) -> Any:
         """Submit ``data`` and wait for its output; ``timeout`` covers both waits together.
 
         Raises what ``submit`` and its future raise, and ``OutputTimeout`` when the output
@@ -186,9 +206,9 @@ class PipelineHandle:
         """
         timeout = _checked_timeout(timeout)
         if timeout is None:
-            return self.submit(data).result()
+            return self.submit(data, source=source, stamp=stamp).result()
         deadline = time.monotonic() + timeout
-        future = self.submit(data, timeout)
+        future = self.submit(data, timeout, source=source, stamp=stamp)
         try:
             return future.result(max(0.0, deadline - time.monotonic()))
         except TimeoutError:
@@ -198,15 +218,29 @@ class PipelineHandle:
                 f"no output within {timeout}s; the item is still in the pipeline"
             ) from None
 
-    def tell(self, data: Any, timeout: float | None = None) -> bool:
+    def tell(
+        self,
+        data: Any,
+        timeout: float | None = None,
+        *,
+        source: str | None = None,
+        stamp: float | None = None,
+    ) -> bool:
         """Submit ``data`` without a future; False if the pipeline refused it for lack of room."""
         try:
-            self._enter(data, None, _checked_timeout(timeout))
+            self._enter(data, None, _checked_timeout(timeout), source, stamp)
         except PipelineFull:
             return False
         return True
 
-    async def asubmit(self, data: Any, timeout: float | None = None) -> Any:
+    async def asubmit(
+        self,
+        data: Any,
+        timeout: float | None = None,
+        *,
+        source: str | None = None,
+        stamp: float | None = None,
+    ) -> Any:
         """``submit`` for asyncio: waits for room and for the output without blocking the loop
         or a thread.
 
@@ -215,38 +249,71 @@ class PipelineHandle:
         reaches ``latest()`` and ``results()`` readers); only this caller stops waiting.
         """
         timeout = _checked_timeout(timeout)
-        runtime, item = self._prepare(data, Future())
+        runtime, item, window = self._prepare(data, Future(), source, stamp)
         wait = runtime.flow.admit_timeout if timeout is None else timeout
-        admitted = await runtime.window.admit_async(item, wait)
-        self._admitted(runtime, item, admitted, wait)
+        admitted = await window.admit_async(item, wait)
+        self._admitted(runtime, item, admitted, wait, window)
         assert item.future is not None
         return await asyncio.wrap_future(item.future)
 
-    def _enter(self, data: Any, future: Future[Any] | None, timeout: float | None) -> None:
-        runtime, item = self._prepare(data, future)
+    def _enter(
+        self,
+        data: Any,
+        future: Future[Any] | None,
+        timeout: float | None,
+        source: str | None,
+        stamp: float | None,
+    ) -> None:
+        runtime, item, window = self._prepare(data, future, source, stamp)
         wait = runtime.flow.admit_timeout if timeout is None else timeout
-        self._admitted(runtime, item, runtime.window.admit(item, wait), wait)
+        self._admitted(runtime, item, window.admit(item, wait), wait, window)
 
-    def _prepare(self, data: Any, future: Future[Any] | None) -> tuple[Runtime, Item]:
+    def _prepare(
+        self, data: Any, future: Future[Any] | None, source: str | None, stamp: float | None
+    ) -> tuple[Runtime, Item, InFlightWindow]:
         runtime = self._running()
         runtime.check_alive()
         if runtime.pickles_inputs:
             _check_item_picklable(data)
-        return runtime, Item(data, future, 0.0)
+        if source is not None and not isinstance(source, str):
+            raise InvalidArgument(f"source must be a source name (str), got {source!r}")
+        window, entry = runtime.window_for(source)
+        item = Item(data, future, 0.0)
+        if entry is not None:
+            item.source = entry.name
+            item.stamp = _stamp_of(entry, data, stamp)
+        elif stamp is not None:
+            raise InvalidArgument(
+                "stamp= is for the sources of a Sync first step; this pipeline has none"
+            )
+        return runtime, item, window
 
-    def _admitted(self, runtime: Runtime, item: Item, admitted: bool, wait: float | None) -> None:
+    def _admitted(
+        self,
+        runtime: Runtime,
+        item: Item,
+        admitted: bool,
+        wait: float | None,
+        window: InFlightWindow,
+    ) -> None:
         """Send an admitted item on, or explain why it was refused."""
         flow = runtime.flow
-        item.stamp(time.perf_counter(), flow.max_age)  # age and latency count from acceptance
+        max_age = runtime.sources[item.source].max_age if item.source else flow.max_age
+        item.start_clock(time.perf_counter(), max_age)  # age and latency count from acceptance
         if admitted:
             runtime.accept(item)
             return
         runtime.check_alive()  # stopped or terminated while the item waited for room
         with self._rejected_lock:
             self._rejected += 1
-        how = f"no room came free within {wait}s" if flow.on_full == "block" else "on_full='reject'"
+            if item.source:
+                runtime.source_rejected[item.source] += 1
+        how = (
+            f"no room came free within {wait}s" if window.on_full == "block" else "on_full='reject'"
+        )
+        which = f"source {item.source!r} of the pipeline" if item.source else "the pipeline"
         raise PipelineFull(
-            f"the pipeline is full ({flow.capacity} items in flight) and {how}; raise "
+            f"{which} is full ({window.capacity} items in flight) and {how}; raise "
             "the capacity, pass a longer timeout, use on_full='drop_oldest', or slow the source"
         )
 
@@ -257,33 +324,41 @@ class PipelineHandle:
 
     # -- the input loop -------------------------------------------------------------------
 
-    def _start_loop(self, generate: Callable[[], Any], period: float) -> None:
+    def _start_loop(
+        self, generate: Callable[[], Any], period: float, source: str | None = None
+    ) -> None:
         with self._lock:
-            if self._loop is not None:
-                raise InvalidState("the input loop is already running; call stop_loop() first")
-            self._running()
-            self._loop = InputLoop(lambda: self._loop_push(generate, period), period)
+            if source in self._loops:
+                which = f"for source {source!r} " if source is not None else ""
+                raise InvalidState(
+                    f"the input loop {which}is already running; call stop_loop() first"
+                )
+            self._running().window_for(source)  # refuse an unknown source now, not per tick
+            self._loops[source] = InputLoop(
+                lambda: self._loop_push(generate, period, source), period
+            )
 
-    def _loop_push(self, generate: Callable[[], Any], period: float) -> None:
+    def _loop_push(self, generate: Callable[[], Any], period: float, source: str | None) -> None:
         # A full pipeline gets the on_full policy, but "block" waits at most one period:
         # the clock must not stall behind a slow stage.
         try:
-            self.tell(generate(), timeout=period)
+            self.tell(generate(), timeout=period, source=source)
         except (PipelineUndefined, PipelineTerminated):
             pass
 
     def _stop_loop(self) -> None:
         with self._lock:
-            loop, self._loop = self._loop, None
-        if loop is not None:
+            loops, self._loops = self._loops, {}
+        for loop in loops.values():
             loop.stop()
-            self._missed_ticks_before = loop.missed_ticks
+        if loops:
+            self._missed_ticks_before = sum(loop.missed_ticks for loop in loops.values())
 
     @property
     def missed_ticks(self) -> int:
-        """Ticks of the input loop skipped because a push ran past its due time."""
-        loop = self._loop
-        return loop.missed_ticks if loop is not None else self._missed_ticks_before
+        """Ticks of the input loops skipped because a push ran past its due time."""
+        loops = list(self._loops.values())
+        return sum(loop.missed_ticks for loop in loops) if loops else self._missed_ticks_before
 
     # -- reading ---------------------------------------------------------------------
 
@@ -412,6 +487,21 @@ class PipelineHandle:
                 "the pipeline has not run yet: call serialize() or parallelize() first"
             )
         return runtime.statistics()
+
+
+def _stamp_of(entry: SourceEntry, data: Any, stamp: Any) -> float:
+    """An item's sensor stamp: given, else from the source's stamp function, else now."""
+    if stamp is None:
+        if entry.stamp_of is None:
+            return time.monotonic()
+        try:
+            stamp = entry.stamp_of(data)
+        except Exception as exc:
+            raise InvalidItem(
+                f"the stamp function of source {entry.name!r} raised {type(exc).__name__}: "
+                f"{exc}; the item was not accepted"
+            ) from exc
+    return checked_stamp(entry.name, stamp)
 
 
 def _checked_timeout(timeout: float | None) -> float | None:

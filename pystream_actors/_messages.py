@@ -37,10 +37,13 @@ class Item:
         "holds_slot",
         "hops",
         "jseq",
+        "members",
         "parent",
         "pool_seq",
         "sent_at",
         "seq",
+        "source",
+        "stamp",
         "submitted_at",
     )
 
@@ -65,6 +68,9 @@ class Item:
         self.parent: Item | None = None  # set on a child a junction forked for a branch
         self.branch = ""
         self.jseq = -1  # numbered by a junction, to join and release in order
+        self.source = ""  # which input it came from ("" unless the first step is a Sync)
+        self.stamp = 0.0  # its sensor time stamp (a Sync matches on it)
+        self.members: tuple[Item, ...] | None = None  # a Sync's set: the items it joined
 
     def fork(self, branch: str, data: Any, expires_at: float, claim: Any, jseq: int) -> Item:
         """A child envelope for one branch of a junction; it shares the parent's number."""
@@ -78,7 +84,7 @@ class Item:
         child.jseq = jseq
         return child
 
-    def stamp(self, now: float, max_age: float | None) -> None:
+    def start_clock(self, now: float, max_age: float | None) -> None:
         """Start the item's clock at acceptance (after any wait for room)."""
         self.submitted_at = self.sent_at = now
         self.expires_at = math.inf if max_age is None else now + max_age
@@ -335,9 +341,24 @@ class TapOutput:
 
 @dataclass(frozen=True)
 class Link:
-    """Builder -> coordinator (ask): the first stage's ref, where admitted items go."""
+    """Builder -> coordinator: the first stage's ref, where admitted items go; with a
+    ``Sync`` first, ``entries`` holds each source chain's head, by source."""
 
     first: pykka.ActorRef[Any]
+    entries: dict[str, pykka.ActorRef[Any]] | None = None
+
+
+@dataclass(frozen=True)
+class Cached:
+    """Sync junction -> coordinator: a context sample of ``policy="latest"`` is cached; its
+    future resolves with its source chain's output (no pipeline output), its slot frees."""
+
+    item: Item
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Ticker -> sync junction: a ``max_wait`` deadline may have passed."""
 
 
 @dataclass(frozen=True)

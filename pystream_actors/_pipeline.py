@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -26,6 +26,7 @@ from ._runtime import DEFAULT_SETUP_TIMEOUT, FlowSettings, Runtime
 from ._scaling import Executor, Scaling
 from ._stage import Stage, StageCallable, StageSlot, check_stage_name
 from ._statistics import PipelineStatistics
+from ._sync import Sync
 from ._window import OnFull
 
 logger = logging.getLogger("pystream_actors")
@@ -49,16 +50,24 @@ class Pipeline:
 
     def __init__(
         self,
-        input_generator: Callable[[], Any] | None = None,
+        input_generator: Callable[[], Any] | Mapping[str, Callable[[], Any]] | None = None,
         use_profiler: bool = False,
         *,
         name: str | None = None,
         statistics: bool = True,
     ) -> None:
-        if input_generator is not None and not callable(input_generator):
+        if isinstance(input_generator, Mapping):
+            for source, generate in input_generator.items():
+                if not isinstance(source, str) or not callable(generate):
+                    raise InvalidArgument(
+                        "input_generator as a dict maps each source name to a zero-argument "
+                        f"callable; got {source!r}: {type(generate).__name__}"
+                    )
+            input_generator = dict(input_generator)
+        elif input_generator is not None and not callable(input_generator):
             raise InvalidArgument(
-                "input_generator must be a zero-argument callable, got "
-                f"{type(input_generator).__name__}"
+                "input_generator must be a zero-argument callable (or a dict of them by "
+                f"source), got {type(input_generator).__name__}"
             )
         if name is not None and (not isinstance(name, str) or not name):
             raise InvalidArgument(f"name must be a non-empty string or None, got {name!r}")
@@ -127,6 +136,11 @@ class Pipeline:
             raise InvalidStageName(
                 f"a stage named {name!r} is already in this pipeline; pass a unique name to add()"
             )
+        if isinstance(stage, Sync) and self._slots:
+            raise InvalidArgument(
+                f"{name!r}: a Sync must be the pipeline's first step (its sources are the "
+                "pipeline's inputs); add it before any other stage"
+            )
         policy = FailurePolicy(on_error, retries, restart_backoff, max_restarts, restart_window)
         scaling = Scaling(workers, ordered, executor, thread_safe)
         slot = make_slot(stage, name, factory, policy, scaling)
@@ -156,9 +170,24 @@ class Pipeline:
         ]
 
     @property
-    def input_generator(self) -> Callable[[], Any] | None:
-        """The zero-argument callable that ``forward()`` and ``start_loop()`` draw inputs from."""
+    def input_generator(self) -> Callable[[], Any] | dict[str, Callable[[], Any]] | None:
+        """The zero-argument callable that ``forward()`` and ``start_loop()`` draw inputs
+        from (a dict of them by source for a pipeline that starts with a ``Sync``)."""
         return self._input_generator
+
+    def _generator(self, source: str | None) -> Callable[[], Any] | None:
+        generators = self._input_generator
+        if not isinstance(generators, dict):
+            return generators
+        if source is None:
+            raise InvalidArgument(
+                f"the input generator is a dict by source: pass source=, one of {list(generators)}"
+            )
+        if source not in generators:
+            raise InvalidArgument(
+                f"no input generator for source {source!r}; they are for {list(generators)}"
+            )
+        return generators[source]
 
     def serialize(
         self,
@@ -263,12 +292,13 @@ class Pipeline:
         runtime = self._handle._runtime
         return runtime.mode if runtime is not None else None
 
-    def forward(self, data: Any = _NO_DATA) -> bool:
+    def forward(self, data: Any = _NO_DATA, *, source: str | None = None) -> bool:
         """Push one item; without ``data`` (or with None) the input generator makes it.
 
         Serial mode returns once the item went through every stage (a stage's error is
         raised here as ``StageError``). Parallel mode returns False if the pipeline had
-        no room in time. Raises ``PipelineUndefined`` when not running.
+        no room in time. ``source`` names the input of a pipeline that starts with a
+        ``Sync``. Raises ``PipelineUndefined`` when not running.
         """
         runtime = self._handle._runtime
         if runtime is None:
@@ -276,12 +306,13 @@ class Pipeline:
                 "forward() needs a running pipeline: call serialize() or parallelize() first"
                 " (after cleanup() the pipeline must be started again)"
             )
-        if data is _NO_DATA or (data is None and self._input_generator is not None):
-            data = self._input_generator() if self._input_generator is not None else None
+        generate = self._generator(source) if self._input_generator is not None else None
+        if data is _NO_DATA or (data is None and generate is not None):
+            data = generate() if generate is not None else None
         if runtime.mode == SERIAL:
             self._handle.ask(data)
             return True
-        return self._handle.tell(data)
+        return self._handle.tell(data, source=source)
 
     def get_results(self) -> Any:
         """The latest output not read yet, or None; the same output is never returned twice."""
@@ -292,14 +323,18 @@ class Pipeline:
         timeout = self._output_timeout if self._block_output else 0.0
         return self._handle.latest(timeout)
 
-    def start_loop(self, period: float = 0.01) -> None:
+    def start_loop(
+        self, period: float | Mapping[str, float] = 0.01, *, source: str | None = None
+    ) -> None:
         """Feed the pipeline from the input generator every ``period`` seconds, in the background.
 
-        The loop belongs to the pipeline's life: any stop ends it. Raises
-        ``PipelineUndefined`` (no input generator, or not running), ``InvalidArgument``
-        (a bad period) and ``InvalidState`` (a loop already runs).
+        With a generator per source (a ``Sync`` pipeline), each source gets its own loop:
+        ``source=`` starts one, else all start; ``period`` may map sources to periods, so
+        each sensor keeps its own rate. The loops belong to the pipeline's life: any stop
+        ends them. Raises ``PipelineUndefined`` (no input generator, or not running),
+        ``InvalidArgument`` (a bad period or source) and ``InvalidState`` (a loop already
+        runs).
         """
-        period = check.positive_seconds("period", period)
         if self._input_generator is None:
             raise PipelineUndefined(
                 "start_loop() needs an input generator: Pipeline(input_generator=...)"
@@ -308,7 +343,18 @@ class Pipeline:
             raise PipelineUndefined(
                 "start_loop() needs a running pipeline: call serialize() or parallelize() first"
             )
-        self._handle._start_loop(self._input_generator, period)
+        generators = self._input_generator
+        if not isinstance(generators, dict):
+            if source is not None:
+                raise InvalidArgument("source= needs an input generator per source (a dict)")
+            self._handle._start_loop(generators, _period(period, None))
+            return
+        chosen = [source] if source is not None else list(generators)
+        periods = {name: _period(period, name) for name in chosen}
+        for name in chosen:
+            generate = self._generator(name)
+            assert generate is not None
+            self._handle._start_loop(generate, periods[name], name)
 
     @property
     def missed_ticks(self) -> int:
@@ -375,6 +421,16 @@ class Pipeline:
         tb: TracebackType | None,
     ) -> None:
         self.cleanup()
+
+
+def _period(period: float | Mapping[str, float], source: str | None) -> float:
+    if isinstance(period, Mapping):
+        if source is None:
+            raise InvalidArgument("period= as a dict needs an input generator per source")
+        if source not in period:
+            raise InvalidArgument(f"period= gives no period for source {source!r}")
+        return check.positive_seconds(f"period[{source!r}]", period[source])
+    return check.positive_seconds("period", period)
 
 
 def _save_profiles(statistics: PipelineStatistics) -> None:

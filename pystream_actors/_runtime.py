@@ -21,9 +21,15 @@ import pykka
 from . import _arguments as check
 from ._actors import ActorGroup
 from ._combinators import Slot
-from ._coordinator import STOPPED_REASON, CoordinatorActor, Outlets
-from ._errors import PipelineInitiationError, PipelineTerminated, StageError, describe
-from ._graph_builder import GraphBuilder, critical_path, on_a_tap, tap_outputs
+from ._coordinator import SERIAL, STOPPED_REASON, CoordinatorActor, Outlets
+from ._errors import (
+    InvalidArgument,
+    PipelineInitiationError,
+    PipelineTerminated,
+    StageError,
+    describe,
+)
+from ._graph_builder import GraphBuilder, critical_path, on_a_tap, sync_of, tap_outputs
 from ._messages import Abort, Drain, Flush, Item, Link, Retire, WhenReady
 from ._outputs import Outputs
 from ._stage import StageSlot
@@ -32,9 +38,12 @@ from ._statistics import (
     JunctionStatistics,
     PipelineCounters,
     PipelineStatistics,
+    SourceCounters,
+    SourceStatistics,
     StageStatistics,
 )
 from ._supervisor import StageRecord, Supervisor
+from ._sync import StampOf
 from ._window import ON_FULL_POLICIES, InFlightWindow, OnFull
 
 logger = logging.getLogger("pystream_actors")
@@ -69,6 +78,16 @@ class FlowSettings:
         check.seconds("setup_timeout", self.setup_timeout)
 
 
+@dataclass(frozen=True)
+class SourceEntry:
+    """How items of one named source enter: its window, stamp function and deadline."""
+
+    name: str
+    window: InFlightWindow
+    stamp_of: StampOf | None
+    max_age: float | None
+
+
 class Runtime:
     """Starts the coordinator and one actor per stage, and stops them all again."""
 
@@ -85,6 +104,10 @@ class Runtime:
         self.flow = flow
         self.outputs = outputs
         self.window = InFlightWindow(flow.capacity, flow.on_full, len(slots))
+        self.sources = self._source_entries(slots, mode, flow)
+        self.source_counters = {name: SourceCounters() for name in self.sources}
+        self.source_rejected: dict[str, int] = dict.fromkeys(self.sources, 0)
+        windows = {"": self.window, **{n: e.window for n, e in self.sources.items()}}
         self.counters = PipelineCounters(timed)
         self.terminated: str | None = None
         first = slots[0] if slots else None
@@ -99,20 +122,81 @@ class Runtime:
         self._setup_hung = False
         outlets = Outlets(outputs, on_error, self._on_failure_notice)
         self.coordinator = self.group.spawn(
-            CoordinatorActor, mode, self.window, outlets, self.counters
+            CoordinatorActor, mode, windows, outlets, self.counters, self.source_counters
         )
         self.supervisor = Supervisor([], self.coordinator, self.terminate, self.group)
         try:
-            first_ref = GraphBuilder(self.group, self.coordinator, self.supervisor, timed).build(
-                slots
+            builder = GraphBuilder(
+                self.group, self.coordinator, self.supervisor, timed, self._sync_limits(slots)
             )
+            first_ref = builder.build(slots)
             self._await_setup(self.records, flow.setup_timeout)
-            self.coordinator.tell(Link(first_ref))
+            self.coordinator.tell(Link(first_ref, builder.entries or None))
         except BaseException:
             # A setup still running ends on its own (its stop is queued behind it): join
             # the others, which end at once, without waiting for it.
             self.stop(drain=False, timeout=_SETUP_HUNG_GRACE if self._setup_hung else None)
             raise
+
+    @staticmethod
+    def _source_entries(slots: list[Slot], mode: str, flow: FlowSettings) -> dict[str, SourceEntry]:
+        """One window per source of a ``Sync`` first step: a silent source never blocks
+        another's admission (a shared window would, under ``"block"``)."""
+        sync = sync_of(slots)
+        if sync is None:
+            return {}
+        if mode == SERIAL:
+            raise InvalidArgument(
+                "a pipeline that starts with a Sync cannot run serialize(): in lock-step a "
+                "sample waiting for its partner would block the partner behind it; use "
+                "parallelize()"
+            )
+        entries = {}
+        for name, chain in sync.branches.items():
+            options = chain.options
+            capacity = options.capacity or flow.capacity
+            if capacity < 2:
+                raise InvalidArgument(
+                    f"source {name!r} of the Sync needs capacity >= 2 (one sample may wait "
+                    "for a partner while the next one enters), got capacity=1"
+                )
+            window = InFlightWindow(capacity, options.on_full or flow.on_full, len(chain.slots))
+            max_age = flow.max_age
+            if options.max_age is not None:
+                max_age = min(max_age or options.max_age, options.max_age)
+            entries[name] = SourceEntry(name, window, sync.stamp_of.get(name), max_age)
+        return entries
+
+    def _sync_limits(self, slots: list[Slot]) -> dict[str, int]:
+        """Samples of each source that may wait for a partner: ``buffer``, and always less
+        than the source's window, so waiting samples never fill it."""
+        sync = sync_of(slots)
+        if sync is None:
+            return {}
+        return {
+            name: max(1, min(sync.buffer, entry.window.capacity - 1))
+            for name, entry in self.sources.items()
+        }
+
+    def window_for(self, source: str | None) -> tuple[InFlightWindow, SourceEntry | None]:
+        """The window an item of ``source`` enters by (and its source's entry)."""
+        if not self.sources:
+            if source is not None:
+                raise InvalidArgument(
+                    f"source={source!r} given, but this pipeline has no named sources (they "
+                    "are the sources of a Sync first step); leave source out"
+                )
+            return self.window, None
+        if source is None:
+            raise InvalidArgument(
+                f"this pipeline starts with a Sync: pass source=, one of {list(self.sources)}"
+            )
+        entry = self.sources.get(source)
+        if entry is None:
+            raise InvalidArgument(
+                f"no source named {source!r}; the Sync's sources are {list(self.sources)}"
+            )
+        return entry.window, entry
 
     @property
     def records(self) -> list[StageRecord]:
@@ -161,7 +245,7 @@ class Runtime:
             if not self._closed:
                 self.coordinator.tell(item)
                 return
-        self.window.finish(item)
+        self.window_for(item.source or None)[0].finish(item)
         raise PipelineTerminated("the pipeline was stopped; the item was not accepted")
 
     @property
@@ -180,6 +264,8 @@ class Runtime:
         self.terminated = reason
         logger.error("pipeline terminated: %s", reason)
         self.window.close()
+        for entry in self.sources.values():
+            entry.window.close()
         try:
             self.coordinator.tell(Abort(reason))
         except (pykka.ActorDeadError, AttributeError):  # dead, or not started yet
@@ -196,6 +282,7 @@ class Runtime:
             if isinstance(counters, JunctionCounters):
                 junctions.append(counters.snapshot(record.path))
             elif isinstance(slot, StageSlot):
+                assert not isinstance(counters, JunctionCounters)
                 snapshot = counters.snapshot(
                     queue_depth=_queue_depth(record.ref),
                     child=_child_statistics(slot.stage),
@@ -209,15 +296,17 @@ class Runtime:
             key=lambda s: (s.utilization, s.service_time.mean),
             default=None,
         )
+        windows = [self.window, *(entry.window for entry in self.sources.values())]
         return dataclasses.replace(
             self.counters.snapshot(
                 self.mode,
-                self.window.used,
+                sum(window.used for window in windows),
                 tuple(stages),
-                self.window.dropped,
+                sum(window.dropped for window in windows),
                 self.outputs.results.dropped,
             ),
             junctions=tuple(junctions),
+            sources=self._source_statistics(junctions),
             bottleneck=busiest.name if busiest is not None and busiest.processed else None,
             critical_path=critical_path(
                 records,
@@ -226,6 +315,31 @@ class Runtime:
                 {s.name: s.service_time.mean for s in stages},
             ),
         )
+
+    def _source_statistics(
+        self, junctions: list[JunctionStatistics]
+    ) -> tuple[SourceStatistics, ...]:
+        sync = next((j for j in junctions if j.kind == "sync"), None)
+        sources = []
+        for name, entry in self.sources.items():
+            counts = self.source_counters[name]
+            done = counts.completed + counts.failed + counts.dropped
+            sources.append(
+                SourceStatistics(
+                    name=name,
+                    accepted=counts.accepted,
+                    completed=counts.completed,
+                    failed=counts.failed,
+                    dropped=counts.dropped,
+                    rejected=self.source_rejected[name],
+                    in_flight=max(0, counts.accepted - done),
+                    capacity=entry.window.capacity,
+                    unmatched=sync.unmatched.get(name, 0) if sync else 0,
+                    late=sync.late.get(name, 0) if sync else 0,
+                    evicted=sync.evicted.get(name, 0) if sync else 0,
+                )
+            )
+        return tuple(sources)
 
     # -- stopping -----------------------------------------------------------------------
 
@@ -243,6 +357,8 @@ class Runtime:
         with self._admission:
             self._closed = True
         self.window.close()
+        for entry in self.sources.values():
+            entry.window.close()
         if drain:
             self._drain(deadline, timeout)
         self.supervisor.close(_remaining(deadline))
@@ -277,6 +393,12 @@ class Runtime:
                     )
                 except pykka.ActorDeadError:
                     pass
+            for record in self.records:
+                if record.slot.kind == "sync":  # samples waiting for a partner settle now
+                    try:
+                        record.ref.tell(Flush("the pipeline drains"))
+                    except pykka.ActorDeadError:
+                        pass
             self._drained = Future()
             try:
                 self.coordinator.tell(Drain(self._drained))

@@ -77,6 +77,8 @@ class StageSlot:
     it up there, so ``cleanup()`` runs once per ``setup()``.
     """
 
+    kind = "stage"  # a junction slot's kind names its combinator
+
     def __init__(
         self,
         name: str,

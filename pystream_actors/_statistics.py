@@ -101,6 +101,43 @@ class JunctionStatistics:
     """``Route``: items per branch key."""
     dropped: Mapping[str, int]
     """Children dropped by a branch's ``capacity`` (or a tap's), per branch."""
+    sets: int = 0
+    """``Sync``: sets decided and sent on."""
+    sets_per_second: float = 0.0
+    """``Sync``: sets over the recent window."""
+    skew: Percentiles = field(default_factory=lambda: Percentiles(0.0, 0.0, 0.0, 0.0, 0.0))
+    """``Sync``: |stamp of a member - stamp of its anchor| (sensor seconds), per member."""
+    decide_wait: Percentiles = field(default_factory=lambda: Percentiles(0.0, 0.0, 0.0, 0.0, 0.0))
+    """``Sync``: the latency a set adds: from its last member's arrival to its decision."""
+    unmatched: Mapping[str, int] = field(default_factory=dict)
+    """``Sync``: samples in no set, per source (no partner within the tolerance)."""
+    late: Mapping[str, int] = field(default_factory=dict)
+    """``Sync``: samples that came after the sets they could join were decided."""
+    evicted: Mapping[str, int] = field(default_factory=dict)
+    """``Sync``: samples pushed out of a full ``buffer``."""
+    reused: int = 0
+    """``Sync(policy="latest")``: uses of a cached sample beyond its first."""
+
+
+@dataclass(frozen=True)
+class SourceStatistics:
+    """A snapshot of one named source of a pipeline whose first step is a ``Sync``.
+
+    ``accepted == completed + failed + dropped + in_flight``; ``unmatched``, ``late`` and
+    ``evicted`` are the part of ``dropped`` the ``Sync`` decided.
+    """
+
+    name: str
+    accepted: int
+    completed: int
+    failed: int
+    dropped: int
+    rejected: int
+    in_flight: int
+    capacity: int
+    unmatched: int
+    late: int
+    evicted: int
 
 
 @dataclass(frozen=True)
@@ -130,6 +167,17 @@ class PipelineStatistics:
     critical_path: tuple[str, ...] = field(default_factory=tuple)
     """The stages that limit latency: the main chain, and at each join the branch it
     waited on most."""
+    sources: tuple[SourceStatistics, ...] = field(default_factory=tuple)
+    """One entry per named source when the first step is a ``Sync``."""
+
+    def source(self, name: str) -> SourceStatistics:
+        """The snapshot of the source called ``name``."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise StageNotFound(
+            f"no source named {name!r}; sources are {[s.name for s in self.sources]}"
+        )
 
     def junction(self, name: str) -> JunctionStatistics:
         """The snapshot of the junction called ``name``."""
@@ -295,6 +343,26 @@ class JunctionCounters:
         self.dropped: collections.Counter[str] = collections.Counter()
         self.join_wait = Durations()
         self.held: dict[str, float] = collections.defaultdict(float)  # seconds, per branch
+        self.sets = 0
+        self.set_rates = RateSamples()
+        self.first_set = 0.0
+        self.skew = Durations()
+        self.decide_wait = Durations()
+        self.unmatched: collections.Counter[str] = collections.Counter()
+        self.late: collections.Counter[str] = collections.Counter()
+        self.evicted: collections.Counter[str] = collections.Counter()
+        self.reused = 0
+
+    def set_decided(self, now: float, wait: float, skews: list[float]) -> None:
+        """A ``Sync`` sent a set on, ``wait`` after its last member arrived."""
+        if not self.first_set:
+            self.first_set = now
+        self.sets += 1
+        self.decide_wait.record(wait)
+        for skew in skews:
+            self.skew.record(skew)
+        if now >= self.set_rates.next_due:
+            self.set_rates.take(now, self.sets, 0.0)
 
     def held_up(self, branch: str, waited: float) -> None:
         """A join completed when ``branch`` arrived, ``waited`` after the first arrival."""
@@ -325,6 +393,16 @@ class JunctionCounters:
             join_wait=Percentiles.of(self.join_wait),
             per_key=MappingProxyType(dict(self.per_key)),
             dropped=MappingProxyType(dict(self.dropped)),
+            sets=self.sets,
+            sets_per_second=self.set_rates.rates(
+                time.perf_counter(), self.first_set, self.sets, 0.0
+            )[0],
+            skew=Percentiles.of(self.skew),
+            decide_wait=Percentiles.of(self.decide_wait),
+            unmatched=MappingProxyType(dict(self.unmatched)),
+            late=MappingProxyType(dict(self.late)),
+            evicted=MappingProxyType(dict(self.evicted)),
+            reused=self.reused,
         )
 
 
@@ -361,6 +439,16 @@ class PoolCounters(StageCounters):
         service = Durations.merged(part.service for part in self.workers)
         wait = Durations.merged(part.wait for part in self.workers)
         return total._build(queue_depth, child, service, wait, rate, busy)
+
+
+class SourceCounters:
+    """Per-source outcome counts, written by the coordinator (a ``Sync`` pipeline only)."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.completed = 0
+        self.failed = 0
+        self.dropped = 0
 
 
 class PipelineCounters:

@@ -81,12 +81,20 @@ class StageRecord:
                 return index
         raise LookupError(self.path)
 
+    @property
+    def settles_home(self) -> bool:
+        """True if items settled here go straight to the coordinator: the pipeline's own
+        chain and a ``Sync``'s source chains (inside a branch they go on to the junction)."""
+        return self.owner is None or self.owner.slot.kind == "sync"
+
     def neighbours(self, edge: pykka.ActorRef[Any]) -> tuple[Any, Any]:
         """(upstream, downstream) refs; ``edge`` is what ends the pipeline's own chain
-        (the coordinator); a branch chain ends at its junction on both sides."""
+        (the coordinator); a branch chain ends at its junction on both sides, a ``Sync``
+        source chain starts at the coordinator and ends at the sync junction."""
         index = self.position
         end = self.owner.ref if self.owner is not None else edge
-        upstream = self.chain[index - 1].ref if index > 0 else end
+        start = edge if self.settles_home else end
+        upstream = self.chain[index - 1].ref if index > 0 else start
         downstream = self.chain[index + 1].ref if index + 1 < len(self.chain) else end
         return upstream, downstream
 
@@ -271,7 +279,7 @@ class Supervisor:
             self._coordinator,
             counters,
             waiting=True,
-            settled_go_home=record.owner is None,
+            settled_go_home=record.settles_home,
         )
         if counts_as_restart:
             counters.restarts += 1

@@ -42,6 +42,8 @@ EXPECTED = {
     "StageState",
     "StageStatistics",
     "StageStatus",
+    "SourceStatistics",
+    "Sync",
     "Tap",
     "__version__",
     "functional",
