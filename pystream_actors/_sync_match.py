@@ -75,7 +75,11 @@ def _ms(seconds: float) -> str:
 
 
 class SyncMatcher:
-    """The state of one ``Sync``: samples waiting per source and what was decided."""
+    """The state of one ``Sync``: samples waiting per source and what was decided.
+
+    Every comparison with the tolerance is of a difference of two stamps (never of a
+    stamp with a sum), so "within tolerance" means the same thing in every rule.
+    """
 
     def __init__(
         self,
@@ -129,7 +133,7 @@ class SyncMatcher:
         if source != self.anchor:
             if sample.stamp <= self.last_used[source] or sample.stamp < self.newest[source]:
                 return [self._late(sample, "a set with a newer sample of it was already decided")]
-            if sample.stamp < self._floor() - self.tolerance:
+            if self._floor() - sample.stamp > self.tolerance:
                 return [self._late(sample, "every anchor it could match was already decided")]
         self.newest[source] = sample.stamp
         if source == self.anchor:
@@ -195,7 +199,7 @@ class SyncMatcher:
         here: later ones are stamped at or after the newest, which is past ``stamp`` and
         still free (or past the tolerance)."""
         newest = self.newest[source]
-        if newest > stamp + self.tolerance:
+        if newest - stamp > self.tolerance:
             return True
         return newest >= stamp and newest > self.last_used[source]
 
@@ -224,7 +228,7 @@ class SyncMatcher:
             gap = abs(sample.stamp - stamp)
             if gap <= self.tolerance and (best is None or gap < abs(best.stamp - stamp)):
                 best = sample
-            elif sample.stamp > stamp + self.tolerance:
+            elif sample.stamp - stamp > self.tolerance:
                 break
         return best
 
@@ -246,9 +250,9 @@ class SyncMatcher:
 
     def _prune(self, out: list[Outcome]) -> None:
         """Drop parked samples no waiting or future anchor can match."""
-        floor = self._floor() - self.tolerance
+        floor = self._floor()
         for source, parked in self.parked.items():
-            while parked and parked[0].stamp < floor:
+            while parked and floor - parked[0].stamp > self.tolerance:
                 out.append(Dropped(parked.popleft(), "unmatched", self._passed_over(source)))
 
     def _late(self, sample: Sample, why: str) -> Dropped:
