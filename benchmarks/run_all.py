@@ -42,6 +42,7 @@ HELPERS = frozenset(
         "run_all.py",
         SUITE,
         "cpu_stages.py",
+        "graph_rows.py",
         "harness.py",
         "machine.py",
         "overload_row.py",
@@ -50,6 +51,7 @@ HELPERS = frozenset(
         "report.py",
         "runners.py",
         "stage_sets.py",
+        "sync_rows.py",
         "workloads.py",
     }
 )

@@ -30,10 +30,11 @@ class Sizes:
     cv_workers: int
     cpu_workers: int
     overload_seconds: float
+    sync_seconds: float
 
 
-FULL = Sizes(5, 5000, 3000, 250, 120, 200, 100, 60, 3.0)
-QUICK = Sizes(3, 1000, 300, 100, 40, 80, 40, 16, 1.5)
+FULL = Sizes(5, 5000, 3000, 250, 120, 200, 100, 60, 3.0, 10.0)
+QUICK = Sizes(3, 1000, 300, 100, 40, 80, 40, 16, 1.5, 3.0)
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,7 @@ def workloads() -> list[Comparison | Custom]:
     """Every workload, in the order of the table."""
     from graph_rows import graphs
     from overload_row import overload
+    from sync_rows import sync
 
     return [
         OVERHEAD,
@@ -280,4 +282,5 @@ def workloads() -> list[Comparison | Custom]:
         CPU_WORKERS,
         Custom("8", overload),
         Custom("9", graphs),
+        Custom("10", sync),
     ]

@@ -80,14 +80,15 @@ class StageStatistics:
 
 @dataclass(frozen=True)
 class JunctionStatistics:
-    """A snapshot of one junction (a ``Parallel``, ``Route`` or ``Tap``)."""
+    """A snapshot of one junction (a ``Parallel``, ``Route``, ``Tap`` or ``Sync``)."""
 
     name: str
     path: str
     kind: str
-    """``"parallel"``, ``"route"`` or ``"tap"``."""
+    """``"parallel"``, ``"route"``, ``"tap"`` or ``"sync"``."""
     pending: int
-    """Items inside the junction's branches now (joins or reorders not finished)."""
+    """Items inside the junction's branches now (joins or reorders not finished); for a
+    ``Sync``, samples held at the junction (waiting anchors and samples, cached ones)."""
     max_pending: int
     branches: tuple[str, ...]
     arrivals: Mapping[str, int]

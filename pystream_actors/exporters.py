@@ -24,7 +24,7 @@ from ._errors import InvalidArgument, MissingExtra, PipelineUndefined
 from ._handle import PipelineHandle
 from ._pipeline import Pipeline
 from ._stage import MAIN_PIPELINE_NAME
-from ._statistics import JunctionStatistics, Percentiles, PipelineStatistics
+from ._statistics import JunctionStatistics, Percentiles, PipelineStatistics, SourceStatistics
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -145,6 +145,15 @@ _STAGE_DURATIONS = (
     ("service_time", "service_time_seconds", "Time the stage spent on one item."),
     ("wait_time", "wait_time_seconds", "Time an item waited for the stage."),
 )
+_SOURCE_METRICS = (
+    ("counter", "accepted", "accepted", "Samples of the Sync source accepted."),
+    ("counter", "completed", "completed", "Samples of the source that resolved with an output."),
+    ("counter", "failed", "failed", "Samples of the source a stage raised on."),
+    ("counter", "dropped", "dropped", "Samples of the source dropped (by the sync or a policy)."),
+    ("counter", "rejected", "rejected", "Samples of the source its full window refused."),
+    ("gauge", "in_flight", "in_flight", "Samples of the source inside the pipeline now."),
+    ("gauge", "capacity", "capacity", "The source's in-flight window."),
+)
 
 
 def _add_pipeline(families: _Families, label: str, stats: PipelineStatistics) -> None:
@@ -169,6 +178,13 @@ def _add_pipeline(families: _Families, label: str, stats: PipelineStatistics) ->
             families.add("gauge", "stage_path_info", doc, path, 1)
     for junction in stats.junctions:
         _add_junction(families, {**own, "junction": junction.name}, junction)
+    for source in stats.sources:
+        _add_source(families, {**own, "source": source.name}, source)
+
+
+def _add_source(families: _Families, labels: dict[str, str], source: SourceStatistics) -> None:
+    """A named source's samples (a pipeline whose first step is a ``Sync``)."""
+    _add_figures(families, "source", _SOURCE_METRICS, source, labels)
 
 
 _ALL_KINDS = ("parallel", "route", "tap")
@@ -189,6 +205,16 @@ _BRANCH_METRICS = (
 _JUNCTION_DURATIONS = (
     ("join_wait", "join_wait_seconds", "Time from a join's first branch arrival to its last."),
 )
+# (JunctionStatistics per-source field, metric name, help) of a ``Sync``, one sample per source.
+_SYNC_SOURCE_METRICS = (
+    ("unmatched", "sync_unmatched", "Samples of the source no set took (no partner in time)."),
+    ("late", "sync_late", "Samples of the source that came after the sets they could join."),
+    ("evicted", "sync_evicted", "Samples of the source pushed out of the sync's buffer."),
+)
+_SYNC_DURATIONS = (
+    ("skew", "skew_seconds", "|Stamp of a set member - stamp of its anchor|, sensor time."),
+    ("decide_wait", "decide_wait_seconds", "From a set's last member arriving to its decision."),
+)
 
 
 def _add_junction(families: _Families, own: dict[str, str], junction: JunctionStatistics) -> None:
@@ -205,6 +231,26 @@ def _add_junction(families: _Families, own: dict[str, str], junction: JunctionSt
             families.add(kind, metric, doc, labels, float(figures.get(branch, 0)))
     if junction.kind == "parallel":
         _add_durations(families, "junction", _JUNCTION_DURATIONS, junction, own)
+    if junction.kind == "sync":
+        _add_sync(families, own, junction)
+
+
+def _add_sync(families: _Families, own: dict[str, str], junction: JunctionStatistics) -> None:
+    """A ``Sync``'s samples: sets, their rate, reuses, the samples in no set per source,
+    and the skew and decide-wait percentiles."""
+    families.add(
+        "counter", "sync_sets", "Sets the sync decided and sent on.", own, float(junction.sets)
+    )
+    doc = "Sets per second, recent window."
+    families.add("gauge", "sync_sets_per_second", doc, own, junction.sets_per_second)
+    doc = "policy='latest': uses of a cached sample beyond its first."
+    families.add("counter", "sync_reused", doc, own, float(junction.reused))
+    for field, metric, doc in _SYNC_SOURCE_METRICS:
+        figures: Mapping[str, int] = getattr(junction, field)
+        for source in junction.branches:
+            labels = {**own, "source": source}
+            families.add("counter", metric, doc, labels, float(figures.get(source, 0)))
+    _add_durations(families, "sync", _SYNC_DURATIONS, junction, own)
 
 
 def _add_figures(

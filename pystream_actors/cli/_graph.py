@@ -7,7 +7,9 @@ two drawings cannot disagree about the topology.
 A combinator is a fork node followed by one box per branch. A ``Parallel`` or a
 ``Route`` ends in a join node, and the chain goes on from there. A ``Tap`` sends each
 branch on to its named output, and the chain goes on from the fork itself, because the
-main path never waits for a tap.
+main path never waits for a tap. A ``Sync`` has no fork and no ``input``: each of its
+sources is an input of its own (a stadium, like an output) feeding its branch box, and
+the boxes meet at the sync's join node, labelled with its policy.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from typing import Literal
 
 from .._combinators import BranchOptions, Chain, JunctionSlot, Route, Slot, Tap
 from .._pipeline import Pipeline, PipelineStage
+from .._sync import Sync
 from ._loading import cleanup_tree, load_pipeline
 
-NodeKind = Literal["stage", "pipeline", "branch", "fork", "join", "output"]
+NodeKind = Literal["stage", "pipeline", "branch", "fork", "sync", "join", "source", "output"]
 """What a ``Node`` is. A ``pipeline`` (a nested pipeline) or a ``branch`` is a box
-around ``children``. A ``fork`` has ``branches`` and, unless it is a tap, a ``join``. An
-``output`` is where a tap branch ends."""
+around ``children``. A ``fork`` has ``branches`` and, unless it is a tap, a ``join``. A
+``sync`` has ``branches``, each fed by its ``source``, and a ``join``; it is not drawn
+itself. An ``output`` is where a tap branch ends."""
 
 _RESERVED_IDS = re.compile(r"join|out|perkey|b\d+")
 _PLAIN_ID = re.compile(r"[A-Za-z][A-Za-z0-9]*")
@@ -54,7 +58,7 @@ class Node:
     @property
     def exit(self) -> str:
         """The node an outgoing edge starts from (a box's last stage, a fork's join)."""
-        if self.kind == "fork":
+        if self.kind in ("fork", "sync"):
             return self.join.exit if self.join is not None else self.id
         return self.children[-1].exit if self.children else self.id
 
@@ -67,6 +71,8 @@ class Branch:
     box: Node
     edge_label: str = ""
     output: Node | None = None
+    source: Node | None = None
+    """A ``Sync`` source: the input that feeds the box."""
 
 
 def topology(pipeline: Pipeline, prefix: str = "s") -> tuple[Node, ...]:
@@ -78,7 +84,9 @@ def _steps(slots: Sequence[Slot], prefix: str) -> tuple[Node, ...]:
     nodes = []
     for index, slot in enumerate(slots, start=1):
         node_id = f"{prefix}{index}"
-        if isinstance(slot, JunctionSlot):
+        if isinstance(slot, JunctionSlot) and isinstance(slot.combinator, Sync):
+            nodes.append(_sync(slot, slot.combinator, node_id))
+        elif isinstance(slot, JunctionSlot):
             nodes.append(_fork(slot, node_id))
         elif isinstance(slot.stage, PipelineStage):
             mode = slot.stage.pipeline.mode
@@ -116,6 +124,51 @@ def _fork(slot: JunctionSlot, node_id: str) -> Node:
         join_label = "merge · input order" if route.ordered else "merge · per-key order"
     join = Node(f"{node_id}_join", join_label, kind="join")
     return Node(node_id, f"{slot.name} · {label}", kind="fork", branches=branches, join=join)
+
+
+def _sync(slot: JunctionSlot, sync: Sync, node_id: str) -> Node:
+    """A ``Sync``: an input per source, the source's box, and the join they meet at."""
+    ids = _branch_ids(list(slot.branches), node_id)
+    branches = tuple(
+        Branch(
+            _branch_box(ids[key], _source_label(key, chain.options), chain),
+            source=Node(f"{ids[key]}_in", key, kind="source"),
+        )
+        for key, chain in slot.branches.items()
+    )
+    join = Node(f"{node_id}_join", _sync_label(slot.name, sync), kind="join")
+    return Node(node_id, f"{slot.name} · sync", kind="sync", branches=branches, join=join)
+
+
+def _sync_label(name: str, sync: Sync) -> str:
+    """The sync's join: its policy, the tolerance and what triggers a set, then the
+    options that differ from the defaults."""
+    if sync.policy == "exact":
+        parts = [name, "exact stamps", f"anchor {sync.anchor}"]
+    elif sync.policy == "latest":
+        parts = [name, f"latest ≤{_duration(sync.tolerance)} old", f"on {sync.anchor}"]
+    else:
+        parts = [name, f"approximate ±{_duration(sync.tolerance)}", f"anchor {sync.anchor}"]
+    if sync.max_wait is not None:
+        parts.append(f"max_wait {_duration(sync.max_wait)}")
+    if sync.buffer != 8:
+        parts.append(f"buffer {sync.buffer}")
+    if sync.missing != "drop":
+        parts.append(f"missing {sync.missing}")
+    return " · ".join(parts)
+
+
+def _source_label(key: str, options: BranchOptions) -> str:
+    """A source box's label: its key and its own window, when it has one."""
+    parts = [key]
+    if options.max_age is not None:
+        parts.append(f"max_age {_duration(options.max_age)}")
+    if options.capacity is not None:
+        on_full = f", {options.on_full}" if options.on_full is not None else ""
+        parts.append(f"cap {options.capacity}{on_full}")
+    elif options.on_full is not None:
+        parts.append(options.on_full)
+    return " · ".join(parts)
 
 
 def _branch_box(box_id: str, label: str, chain: Chain) -> Node:
@@ -180,6 +233,7 @@ class _Syntax:
     labelled_edge: str
     quote: Callable[[str], str]
     edge_quote: Callable[[str], str]
+    input: str
     output: str
     tail: tuple[str, ...] = ()
 
@@ -201,7 +255,7 @@ def _mermaid_head(pipeline: Pipeline) -> list[str]:
     lines = ["flowchart LR"]
     if pipeline.name:
         lines.append(f"    %% pipeline {pipeline.name}")
-    return [*lines, '    input(["input"])']
+    return lines
 
 
 def _dot_head(pipeline: Pipeline) -> list[str]:
@@ -209,7 +263,6 @@ def _dot_head(pipeline: Pipeline) -> list[str]:
         f"digraph {_dot_quote(pipeline.name or 'pipeline')} {{",
         "    rankdir=LR;",
         "    node [shape=box];",
-        '    input [shape=oval, label="input"];',
     ]
 
 
@@ -219,6 +272,7 @@ MERMAID = _Syntax(
         "stage": "{id}[{label}]",
         "fork": "{id}{{{{{label}}}}}",
         "join": "{id}(({label}))",
+        "source": "{id}([{label}])",
         "output": "{id}([{label}])",
     },
     box_open=("subgraph {id} [{label}]", "    direction LR"),
@@ -227,6 +281,7 @@ MERMAID = _Syntax(
     labelled_edge="{left} -->|{label}| {right}",
     quote=_mermaid_quote,
     edge_quote=_mermaid_edge_quote,
+    input='input(["input"])',
     output='output(["output"])',
 )
 DOT = _Syntax(
@@ -235,6 +290,7 @@ DOT = _Syntax(
         "stage": "{id} [label={label}];",
         "fork": "{id} [shape=hexagon, label={label}];",
         "join": "{id} [shape=circle, margin=0, label={label}];",
+        "source": "{id} [shape=oval, label={label}];",
         "output": "{id} [shape=oval, label={label}];",
     },
     box_open=("subgraph cluster_{id} {{", "    label={label};"),
@@ -243,6 +299,7 @@ DOT = _Syntax(
     labelled_edge="{left} -> {right} [label={label}];",
     quote=_dot_quote,
     edge_quote=_dot_quote,
+    input='input [shape=oval, label="input"];',
     output='output [shape=oval, label="output"];',
     tail=("}",),
 )
@@ -261,6 +318,8 @@ def to_dot(pipeline: Pipeline) -> str:
 def _render(pipeline: Pipeline, syntax: _Syntax) -> str:
     nodes = topology(pipeline)
     lines = syntax.head(pipeline)
+    if not _starts_with_sync(nodes):
+        lines.append("    " + syntax.input)
     lines.extend(_declarations(nodes, syntax, indent=1))
     lines.append("    " + syntax.output)
     for left, right, label in _edges(nodes):
@@ -279,6 +338,13 @@ def _declarations(nodes: Sequence[Node], syntax: _Syntax, indent: int) -> Iterat
             yield from _declarations(node.children, syntax, indent + 1)
             yield pad + syntax.box_close.format()
             continue
+        if node.kind == "sync":  # its sources, their boxes and the join; no node of its own
+            for branch in node.branches:
+                assert branch.source is not None
+                yield from _declarations([branch.source, branch.box], syntax, indent)
+            assert node.join is not None
+            yield from _declarations([node.join], syntax, indent)
+            continue
         yield pad + syntax.nodes[node.kind].format(**fields)
         boxes = [branch.box for branch in node.branches]
         ends = [branch.output for branch in node.branches if branch.output is not None]
@@ -291,9 +357,16 @@ Edge = tuple[str, str, str]
 """(from, to, label); the label is empty except on a route's edges into its branches."""
 
 
+def _starts_with_sync(nodes: Sequence[Node]) -> bool:
+    """Whether the pipeline's inputs are a ``Sync``'s sources (then there is no ``input``)."""
+    return bool(nodes) and nodes[0].kind == "sync"
+
+
 def _edges(nodes: Sequence[Node]) -> Iterator[Edge]:
-    """Every edge: input -> steps -> output, then what is inside each box and combinator."""
-    yield from _chain([Node("input", ""), *nodes, Node("output", "")])
+    """Every edge: input -> steps -> output (a ``Sync``'s sources instead of input), then
+    what is inside each box and combinator."""
+    start = [] if _starts_with_sync(nodes) else [Node("input", "")]
+    yield from _chain([*start, *nodes, Node("output", "")])
 
 
 def _chain(nodes: Sequence[Node]) -> Iterator[Edge]:
@@ -305,6 +378,14 @@ def _chain(nodes: Sequence[Node]) -> Iterator[Edge]:
 
 def _inside(node: Node) -> Iterator[Edge]:
     """A box's own chain; a fork's edges into each branch, along it, and out of it."""
+    if node.kind == "sync":
+        assert node.join is not None
+        for branch in node.branches:
+            assert branch.source is not None
+            yield branch.source.id, branch.box.entry, ""
+            yield from _chain(branch.box.children)
+            yield branch.box.exit, node.join.id, ""
+        return
     if node.kind != "fork":
         yield from _chain(node.children)
         return

@@ -3,7 +3,9 @@
 Both renderers take the same ``table_lines`` (cells already formatted, each beside its
 row), so a log file and a terminal always show the same figures. A graph's
 junctions get a row each (``⑂ Perceive (parallel)``, with what the join waits on), and
-the stages of their branches are indented under them like a nested pipeline's.
+the stages of their branches are indented under them like a nested pipeline's. A
+``Sync``'s sources get a row each (``▸ camera (source)``: accepted, in flight, and what
+became of them) above their branch's stages.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from typing import TYPE_CHECKING
 
 from .._combinators import walk
 from .._pipeline import Pipeline
-from .._statistics import JunctionStatistics, PipelineStatistics, StageStatistics
+from .._statistics import (
+    JunctionStatistics,
+    PipelineStatistics,
+    SourceStatistics,
+    StageStatistics,
+)
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -48,6 +55,9 @@ class Row:
     junction: bool = False
     """A junction row: only ``queue_depth`` (items inside its branches) and ``note``."""
     note: str = ""
+    source: bool = False
+    """A ``Sync`` source's row: ``processed`` is what it accepted, ``queue_depth`` what it
+    has in flight, and ``note`` what became of the rest."""
 
 
 def settled_bottleneck(stats: PipelineStatistics) -> str | None:
@@ -76,6 +86,8 @@ class _Step:
     stage: StageStatistics | None = None
     junction: JunctionStatistics | None = None
     branches: dict[str, list[_Step]] = field(default_factory=dict)
+    source: SourceStatistics | None = None
+    """The step is a ``Sync`` source: the head of its branch."""
 
 
 def stage_rows(stats: PipelineStatistics, depth: int = 0, order: Sequence[str] = ()) -> list[Row]:
@@ -86,9 +98,13 @@ def stage_rows(stats: PipelineStatistics, depth: int = 0, order: Sequence[str] =
     without it a junction goes before its first branch stage.
     """
     bottleneck = settled_bottleneck(stats) if depth == 0 else None
+    sources = {source.name: source for source in stats.sources}
     rows: list[Row] = []
-    for step, indent, branch in _walk(_graph(stats, order), depth, ""):
+    for step, indent, branch in _walk(_graph(stats, order), depth, "", sources):
         label = step.name if branch in ("", step.name) else f"{branch}/{step.name}"
+        if step.source is not None:
+            rows.append(_source_row(step.source, f"{_indent(indent)}▸ {step.source.name}"))
+            continue
         if step.junction is not None:
             rows.append(_junction_row(step.junction, f"{_indent(indent)}⑂ {label}"))
             continue
@@ -157,12 +173,19 @@ def _owner(step: _Step, junctions: dict[str, _Step]) -> tuple[_Step | None, str]
     return best, step.path[len(best.path) + 1 : -len(step.name) - 1]
 
 
-def _walk(steps: list[_Step], depth: int, branch: str) -> Iterator[tuple[_Step, int, str]]:
-    """(step, depth, branch key) in drawing order: each junction, then its branches."""
+def _walk(
+    steps: list[_Step], depth: int, branch: str, sources: dict[str, SourceStatistics]
+) -> Iterator[tuple[_Step, int, str]]:
+    """(step, depth, branch key) in drawing order: each junction, then its branches (a
+    ``Sync``'s each headed by its source)."""
     for step in sorted(steps, key=lambda step: step.rank):
         yield step, depth, branch
+        is_sync = step.junction is not None and step.junction.kind == "sync"
         for key, chain in sorted(step.branches.items(), key=lambda kv: min(s.rank for s in kv[1])):
-            yield from _walk(chain, depth + 1, key)
+            if is_sync and key in sources:
+                head = _Step(f"{step.path}/{key}", key, step.rank, source=sources[key])
+                yield head, depth + 1, key
+            yield from _walk(chain, depth + 1, key, sources)
 
 
 def _junction_row(junction: JunctionStatistics, name: str) -> Row:
@@ -180,6 +203,35 @@ def _junction_row(junction: JunctionStatistics, name: str) -> Row:
     )
 
 
+def _source_row(source: SourceStatistics, name: str) -> Row:
+    return Row(
+        name=f"{name} (source)",
+        processed=source.accepted,
+        throughput=0.0,
+        p50_ms=0.0,
+        p99_ms=0.0,
+        queue_depth=source.in_flight,
+        utilization_pct=0.0,
+        bottleneck=False,
+        note=source_note(source),
+        source=True,
+    )
+
+
+def source_note(source: SourceStatistics) -> str:
+    """What a source row says: its window, and what became of what it accepted."""
+    parts = [f"cap {source.capacity}", f"completed {source.completed}"]
+    if source.failed:
+        parts.append(f"failed {source.failed}")
+    decided = {"unmatched": source.unmatched, "late": source.late, "evicted": source.evicted}
+    decided["other"] = max(0, source.dropped - sum(decided.values()))  # on_full, max_age, stop
+    why = ", ".join(f"{kind} {count}" for kind, count in decided.items() if count)
+    parts.append(f"dropped {source.dropped}" + (f" ({why})" if why else ""))
+    if source.rejected:
+        parts.append(f"rejected {source.rejected}")
+    return "  ".join(parts)
+
+
 MAX_KEYS_SHOWN = 4
 """A route's note names its busiest keys only, so a factory route stays one line."""
 
@@ -195,12 +247,26 @@ def junction_note(junction: JunctionStatistics) -> str:
         shown = ", ".join(f"{key} {count}" for key, count in busiest[:MAX_KEYS_SHOWN])
         more = len(busiest) - MAX_KEYS_SHOWN
         parts.append(f"per key: {shown}" + (f" +{more} more" if more > 0 else ""))
+    if junction.kind == "sync":
+        parts.extend(_sync_parts(junction))
     drops = {key: count for key, count in junction.dropped.items() if count}
     if junction.kind == "tap":
         drops = {key: junction.dropped.get(key, 0) for key in junction.branches}
     if drops:
         parts.append("dropped " + ", ".join(f"{key} {count}" for key, count in drops.items()))
     return "  ".join(parts)
+
+
+def _sync_parts(junction: JunctionStatistics) -> list[str]:
+    """A sync's sets per second, |stamp skew| and the latency it adds, all p99."""
+    parts = [
+        f"sets {junction.sets_per_second:.1f}/s",
+        f"|skew| p99 {junction.skew.p99 * 1000:.1f} ms",
+        f"decide_wait p99 {junction.decide_wait.p99 * 1000:.1f} ms",
+    ]
+    if junction.reused:
+        parts.append(f"reused {junction.reused}")
+    return parts
 
 
 def table_lines(
@@ -212,6 +278,8 @@ def table_lines(
     for row in stage_rows(stats, order=order):
         if row.junction:
             cells: tuple[str, ...] = (row.name, "", "", "", "", f"{row.queue_depth}", "", row.note)
+        elif row.source:
+            cells = (row.name, f"{row.processed}", "", "", "", f"{row.queue_depth}", "", row.note)
         else:
             cells = (
                 row.name,
@@ -247,8 +315,8 @@ def plain_table(
 def rich_view(
     stats: PipelineStatistics, title: str, totals: str, order: Sequence[str] = ()
 ) -> RenderableType:
-    """The same table for rich: the bottleneck row in bold red, junction rows in cyan
-    (text as is, no markup)."""
+    """The same table for rich: the bottleneck row in bold red, junction and source rows
+    in cyan (text as is, no markup)."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -257,6 +325,6 @@ def rich_view(
     for col, header in enumerate(COLUMNS):
         table.add_column(header, justify="left" if col in LEFT_ALIGNED else "right")
     for cells, row in table_lines(stats, RICH_BOTTLENECK_MARK, order):
-        style = "bold red" if row.bottleneck else "cyan" if row.junction else None
+        style = "bold red" if row.bottleneck else "cyan" if row.junction or row.source else None
         table.add_row(*(Text(cell) for cell in cells), style=style)
     return Group(Text(title, style="bold"), table, Text(totals))
