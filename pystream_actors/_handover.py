@@ -12,7 +12,9 @@ stage spawns a new actor and re-links refs. Order is kept with FIFO mailboxes on
 
 Because a waiting actor defers ``Relink``, ``Handover`` and ``Pause`` too, a control call
 may follow another while an old actor is still stuck in a stage call: every step is
-carried out in order once that call returns, and no item is stranded.
+carried out in order once that call returns, and no item is stranded. A ``Retire`` that
+only cleans up (the runtime stops the actor next) is deferred as well: a ``Resume`` may
+still come first, and the setup it makes is then cleaned up on the same thread.
 
 ``Endpoint`` is the protocol for anything that stands in the chain as one stage: a
 ``StageActor`` or a ``WorkerPoolActor``. The coordinator speaks the upstream half
@@ -165,13 +167,27 @@ class Endpoint(PipelineActor):
         elif isinstance(message, WhenReady):
             settle_ready(message.done, self.setup_error)
         elif isinstance(message, Retire):
-            if self._deferred is None:
-                self.stop_work(final=True)
-            if message.then_stop:
-                self.finish()
+            self._retire(message)
         else:
             return self.other_message(message)
         return None
+
+    def _retire(self, message: Retire) -> None:
+        """Clean up for good; with ``then_stop``, stop right after.
+
+        A waiting successor has nothing set up yet. Told to stop, it stops and never sets
+        up (``_resume``). Told only to clean up (the runtime stops it a moment later), it
+        may still get its Resume first, and then it sets up on this thread: so it keeps the
+        Retire for after its take-over, as it defers every other control message, and the
+        cleanup pairs with that setup here, on this thread. Otherwise the slot would stay
+        set up, and the next actor to run it would skip setup() and clean it up on its own
+        thread."""
+        if self._deferred is None:
+            self.stop_work(final=True)
+        elif not message.then_stop:
+            self._deferred.append(message)
+        if message.then_stop:
+            self.finish()
 
     def take(self, item: Item) -> None:
         """Route one item by the state: defer, hold, drop, or work on it."""

@@ -16,7 +16,7 @@ from typing import Any
 import pykka
 
 from ._actors import ActorGroup
-from ._errors import StageError
+from ._errors import PipelineTerminated, StageError
 from ._handover import Endpoint, relink, settle_ready
 from ._messages import (
     FailureNotice,
@@ -76,13 +76,18 @@ class WorkerPoolActor(Endpoint):
         try:
             self._slot.ensure_setup()  # a shared thread-safe instance is set up once, here
             slots = self._slot.worker_slots()
+            for index, worker_slot in enumerate(slots):
+                self._workers.append(self._spawn_worker(worker_slot, index, waiting=False))
+                self._load.append(0)
         except BaseException as exc:
+            # A spawn is refused once the pipeline stops (a late Resume): the error is this
+            # pool's setup error, so the pool lives on to clean up what it set up, here.
             self.setup_error = exc
-            logger.error("stage %r: its workers could not be made", self.stage_name, exc_info=exc)
-            return
-        for index, worker_slot in enumerate(slots):
-            self._workers.append(self._spawn_worker(worker_slot, index, waiting=False))
-            self._load.append(0)
+            self._workers_broken = True  # any worker made before the error gets no items
+            level = logging.DEBUG if isinstance(exc, PipelineTerminated) else logging.ERROR
+            logger.log(
+                level, "stage %r: its workers could not be made", self.stage_name, exc_info=exc
+            )
 
     def _spawn_worker(self, slot: StageSlot, index: int, waiting: bool) -> pykka.ActorRef[Any]:
         ref = self._group.spawn(
@@ -241,7 +246,8 @@ class WorkerPoolActor(Endpoint):
         old = self._workers[index]
         try:
             slot = self._slot.worker_slot()
-        except BaseException as exc:  # the factory failed: the pool cannot be staffed
+            new = self._spawn_worker(slot, index, waiting=True)
+        except BaseException as exc:  # the factory failed, or the pipeline is stopping
             logger.error("stage %r: a worker could not be replaced", self.stage_name, exc_info=exc)
             self.setup_error = exc
             self._workers_broken = True
@@ -250,7 +256,6 @@ class WorkerPoolActor(Endpoint):
             except pykka.ActorDeadError:
                 pass
             return
-        new = self._spawn_worker(slot, index, waiting=True)
         self._workers[index] = new
         relink(Relink(old, new))
 

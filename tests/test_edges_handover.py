@@ -431,3 +431,116 @@ def test_drain_with_a_stopped_pool_settles_what_its_failed_workers_hold() -> Non
     assert not cleaner.is_alive()
     settled = outcomes(futures, timeout=0)
     assert any(isinstance(s, ps.ItemDropped) and "'Pool' was stopped" in str(s) for s in settled)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_successor_retired_while_it_waits_cleans_up_what_a_late_resume_sets_up(
+    monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """Found by the stateful test ("Unpaired: B: cleaned up on thread StageActor-B@..., set
+    up on thread StageActor-B@..."): a rebuild while a replacement still waits for its
+    predecessor retires the waiting successor with ``Retire()`` (no ``then_stop``: the
+    runtime stops it next). A Resume landing after that Retire but before the stop used
+    to set the new stage up on the successor's thread with no cleanup there; the slot
+    stayed "set up", so the next runtime's actor skipped setup(), called the stage and
+    cleaned it up on its own thread. Now the waiting successor keeps the Retire for after
+    its take-over. A pool (workers=2, one shared thread-safe instance) also set the
+    instance up and then crashed: its workers could not be spawned any more.
+
+    The order (Retire, Resume, stop) is forced: the old stage's cleanup() waits until the
+    runtime's stop has sent its Retires (it waits in ``stop_all``), and ``stop_all`` waits
+    for the old actor's thread to end (its Resume is queued) before it stops the actors;
+    the new stage's first setup() returns only after that (the pool's spawns are refused).
+    """
+    from pystream_actors._actors import ActorGroup
+
+    lock = threading.Lock()
+    events: list[tuple[str, str, threading.Thread]] = []
+    entered = threading.Event()
+    release = threading.Event()
+    in_old_cleanup = threading.Event()
+    old_cleanup_may_return = threading.Event()
+    stopped_all = threading.Event()
+    old_threads: list[threading.Thread] = []
+
+    class Tagged(ps.Stage):
+        def __init__(self, tag: str) -> None:
+            self.tag = tag
+
+        def note(self, what: str) -> None:
+            with lock:
+                events.append((self.tag, what, threading.current_thread()))
+
+        def setup(self) -> None:
+            self.note("setup")
+            if self.tag == "new" and not stopped_all.is_set():
+                assert stopped_all.wait(30)
+
+        def __call__(self, x: int) -> str:
+            self.note("call")
+            if self.tag == "old" and x == 0:
+                entered.set()
+                assert release.wait(30)
+            return f"{self.tag}{x}"
+
+        def cleanup(self) -> None:
+            self.note("cleanup")
+            if self.tag == "old" and not old_threads:
+                old_threads.append(threading.current_thread())
+                in_old_cleanup.set()
+                assert old_cleanup_may_return.wait(30)
+
+    original_stop_all = ActorGroup.stop_all
+
+    def stop_all(group: ActorGroup) -> None:
+        if stopped_all.is_set():
+            original_stop_all(group)
+            return
+        # the old runtime's stop, its Retires sent: let the old actor hand over
+        assert in_old_cleanup.wait(30)
+        old_cleanup_may_return.set()
+        old_threads[0].join(30)  # it has told the successor Resume
+        assert not old_threads[0].is_alive()
+        original_stop_all(group)
+        stopped_all.set()
+
+    monkeypatch.setattr(ActorGroup, "stop_all", stop_all)
+
+    pipeline = ps.Pipeline()
+    pipeline.add(Tagged("old"), "S", workers=workers, thread_safe=True)
+    pipeline.parallelize()
+    try:
+        stuck = pipeline.handle.submit(0)
+        assert entered.wait(30)
+        assert pipeline.handle.replace_stage("S", Tagged("new"), timeout=0.0) is False
+        rebuild = threading.Thread(target=pipeline.serialize)
+        rebuild.start()  # drains: waits for item 0
+        release.set()
+        rebuild.join(30)
+        assert not rebuild.is_alive()
+        assert stopped_all.is_set()
+        assert stuck.result(timeout=30) == "old0"
+        assert pipeline.handle.ask(1, timeout=30) == "new1"
+    finally:
+        release.set()
+        old_cleanup_may_return.set()
+        stopped_all.set()
+        pipeline.cleanup()
+
+    seen = [(g, w, f"{t.name}@{id(t):x}") for g, w, t in events]  # idents are reused
+    for tag in ("old", "new"):  # each setup pairs with one cleanup on its thread
+        set_up_on: threading.Thread | None = None
+        for what, thread in [(w, t) for g, w, t in events if g == tag]:
+            if what == "setup":
+                assert set_up_on is None, f"{tag}: set up twice: {seen}"
+                set_up_on = thread
+            elif what == "cleanup":
+                assert set_up_on is thread, f"{tag}: cleaned up on another thread: {seen}"
+                set_up_on = None
+            else:
+                assert set_up_on is not None, f"{tag}: called while not set up: {seen}"
+                if workers == 1:  # a pool's workers call the instance the pool set up
+                    assert set_up_on is thread, f"{tag}: called on another thread: {seen}"
+        assert set_up_on is None, f"{tag}: set up and never cleaned up: {seen}"
+    assert [w for g, w, _ in events if g == "new"][-3:] == ["setup", "call", "cleanup"]
