@@ -20,12 +20,14 @@ from ._messages import (
     Cached,
     DeadLetter,
     Drain,
+    DrainSources,
     FailureNotice,
     Item,
     Link,
     Notice,
     Relink,
     TapOutput,
+    send_home,
 )
 from ._outputs import Outputs
 from ._statistics import PipelineCounters, SourceCounters
@@ -73,6 +75,8 @@ class CoordinatorActor(PipelineActor):
         self._windows = windows
         self._sources = sources or {}
         self._entries: dict[str, pykka.ActorRef[Any]] = {}
+        self._sync: pykka.ActorRef[Any] | None = None
+        self._sent: collections.Counter[str] = collections.Counter()  # per source chain
         self._outlets = outlets
         self._outputs = outlets.outputs
         self._counters = counters
@@ -96,10 +100,13 @@ class CoordinatorActor(PipelineActor):
         elif isinstance(message, Link):
             self._first = message.first
             self._entries = dict(message.entries or {})
+            self._sync = message.sync
         elif isinstance(message, Cached):
             self._finish_cached(message.item)
         elif isinstance(message, Drain):
             self._drained.append(message.done)
+            if self._sync is not None:
+                send_home(self._sync, DrainSources(dict(self._sent)))
             self._resolve_drained_if_idle()
         elif isinstance(message, Abort):
             self._terminated = message.reason
@@ -143,6 +150,7 @@ class CoordinatorActor(PipelineActor):
         try:
             if item.source:
                 self._entries[item.source].tell(item)
+                self._sent[item.source] += 1
             else:
                 self._first.tell(item)  # type: ignore[union-attr]  # linked before any item
         except pykka.ActorDeadError:

@@ -45,6 +45,8 @@ class GraphBuilder:
         self._sync_limits = sync_limits or {}
         self.entries: dict[str, pykka.ActorRef[Any]] = {}
         """With a ``Sync`` first: the head of each source chain, by source."""
+        self.sync: pykka.ActorRef[Any] | None = None
+        """With a ``Sync`` first: its junction."""
 
     def build(self, slots: list[Slot]) -> pykka.ActorRef[Any]:
         """Start the pipeline's own chain (and every branch in it); the first actor's ref."""
@@ -79,6 +81,7 @@ class GraphBuilder:
                     self._sync_limits,
                 )
                 record = StageRecord(slot, ref, junction_counters, path, chain, slots, owner)
+                self.sync = ref
                 self.entries = {
                     key: self._chain(branch.slots, ref, record, f"{path}/{key}/", booked)
                     for key, branch in slot.branches.items()
@@ -163,7 +166,9 @@ class GraphBuilder:
 
 
 def _settles_home(owner: StageRecord | None) -> bool:
-    return owner is None or owner.slot.kind == "sync"
+    """Settled items go home from the pipeline's own chain; from a branch or a ``Sync``
+    source they go on to the junction (which must see every child or sample once)."""
+    return owner is None
 
 
 def sync_of(slots: list[Slot]) -> Sync | None:

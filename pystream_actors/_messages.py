@@ -346,6 +346,15 @@ class Link:
 
     first: pykka.ActorRef[Any]
     entries: dict[str, pykka.ActorRef[Any]] | None = None
+    sync: pykka.ActorRef[Any] | None = None
+
+
+@dataclass(frozen=True)
+class DrainSources:
+    """Coordinator -> sync junction at drain: how many items went into each source chain.
+    Once all of them came out, nothing nearer can come: the samples still waiting settle."""
+
+    sent: dict[str, int]
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ class Runtime:
             )
             first_ref = builder.build(slots)
             self._await_setup(self.records, flow.setup_timeout)
-            self.coordinator.tell(Link(first_ref, builder.entries or None))
+            self.coordinator.tell(Link(first_ref, builder.entries or None, builder.sync))
         except BaseException:
             # A setup still running ends on its own (its stop is queued behind it): join
             # the others, which end at once, without waiting for it.
@@ -393,12 +393,6 @@ class Runtime:
                     )
                 except pykka.ActorDeadError:
                     pass
-            for record in self.records:
-                if record.slot.kind == "sync":  # samples waiting for a partner settle now
-                    try:
-                        record.ref.tell(Flush("the pipeline drains"))
-                    except pykka.ActorDeadError:
-                        pass
             self._drained = Future()
             try:
                 self.coordinator.tell(Drain(self._drained))

@@ -83,8 +83,13 @@ class StageRecord:
 
     @property
     def settles_home(self) -> bool:
-        """True if items settled here go straight to the coordinator: the pipeline's own
-        chain and a ``Sync``'s source chains (inside a branch they go on to the junction)."""
+        """True if items settled here go straight to the coordinator (the pipeline's own
+        chain); inside a branch or a ``Sync`` source they go on to the junction."""
+        return self.owner is None
+
+    @property
+    def fed_by_coordinator(self) -> bool:
+        """True for the pipeline's own chain and a ``Sync``'s source chains."""
         return self.owner is None or self.owner.slot.kind == "sync"
 
     def neighbours(self, edge: pykka.ActorRef[Any]) -> tuple[Any, Any]:
@@ -93,7 +98,7 @@ class StageRecord:
         source chain starts at the coordinator and ends at the sync junction."""
         index = self.position
         end = self.owner.ref if self.owner is not None else edge
-        start = edge if self.settles_home else end
+        start = edge if self.fed_by_coordinator else end
         upstream = self.chain[index - 1].ref if index > 0 else start
         downstream = self.chain[index + 1].ref if index + 1 < len(self.chain) else end
         return upstream, downstream

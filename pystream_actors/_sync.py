@@ -33,8 +33,8 @@ class Sync(Combinator):
     decided once no nearer sample can still come, or after ``max_wait`` seconds of waiting
     (None: always wait for certainty; 0: decide at once with what is there).
     ``policy="exact"``: the same with equal stamps only. ``policy="latest"``: every sample
-    of source ``on`` with the freshest sample of each other source, if that one is at most
-    ``tolerance`` older; those context samples resolve as soon as they are cached.
+    of source ``on`` with the freshest sample of each other source, if their stamps are at
+    most ``tolerance`` apart; those context samples resolve as soon as they are cached.
 
     An anchor (trigger) without a partner within the tolerance is dropped with a reason
     naming the source (``missing="drop"``) or joined with None (``missing="none"``).
@@ -43,8 +43,8 @@ class Sync(Combinator):
     output is a ``Joined`` mapping each source to its chain's output, with ``.stamps``.
 
     Items enter with ``handle.submit(data, source="lidar", stamp=t)``; without ``stamp``
-    it comes from ``stamp`` (one function, or one per source) or the acceptance time
-    (``time.monotonic()``). A source's chain may set its own ``capacity``/``on_full``.
+    it comes from ``stamp`` (one function, or one per source), else ``time.monotonic()``
+    when ``submit`` is called. A source's chain may set its own ``capacity``/``on_full``.
     """
 
     kind = "sync"

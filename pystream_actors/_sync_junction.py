@@ -24,7 +24,7 @@ from ._handover import relink, settle_ready
 from ._messages import (
     EXPIRED,
     Cached,
-    Flush,
+    DrainSources,
     Item,
     Relink,
     Retire,
@@ -73,6 +73,8 @@ class SyncJunction(PipelineActor):
         self._needs_ticker = sync.max_wait is not None
         self._ticker: Ticker | None = None
         self._draining = False
+        self._came: dict[str, int] = dict.fromkeys(sync.sources, 0)  # items out of each chain
+        self._expected: dict[str, int] | None = None  # set at drain
 
     def started(self) -> None:
         if self._needs_ticker:
@@ -88,9 +90,9 @@ class SyncJunction(PipelineActor):
                 self.downstream = relink(message)
             else:
                 relink(message)
-        elif isinstance(message, Flush):
-            self._draining = True  # from now on nothing waits: the pipeline drains
-            self._apply(self.matcher.flush())
+        elif isinstance(message, DrainSources):
+            self._expected = message.sent
+            self._settle_if_drained()
         elif isinstance(message, WhenReady):
             settle_ready(message.done, None)
         elif isinstance(message, Retire):
@@ -101,18 +103,25 @@ class SyncJunction(PipelineActor):
         return None
 
     def _arrived(self, item: Item) -> None:
-        if not item.is_live:
-            send_home(self.home, item)
-            return
+        self._came[item.source] += 1
         now = time.perf_counter()
-        if now > item.expires_at:
+        if item.is_live and now > item.expires_at:
             item.drop(EXPIRED)
+        if item.is_live:
+            self._apply(self.matcher.offer(Sample(item.source, item.stamp, now, item), now))
+        else:  # failed or dropped in its source chain: it comes here only to be counted
             send_home(self.home, item)
+        if self._expected is not None:
+            self._settle_if_drained()
+
+    def _settle_if_drained(self) -> None:
+        """At drain, once every item sent into the source chains came out, decide what
+        waits with what is here (no nearer sample can come any more)."""
+        assert self._expected is not None
+        if self._draining or any(self._came[s] < n for s, n in self._expected.items()):
             return
-        outcomes = self.matcher.offer(Sample(item.source, item.stamp, now, item), now)
-        if self._draining:
-            outcomes += self.matcher.flush()
-        self._apply(outcomes)
+        self._draining = True
+        self._apply(self.matcher.flush())
 
     def _apply(self, outcomes: list[Outcome]) -> None:
         now = time.perf_counter()

@@ -14,7 +14,7 @@ one can still come), or once the
 anchor has waited ``max_wait`` (processing time), or when the buffer is full.
 
 ``latest``: every trigger sample (source ``on``) with the freshest sample cached of each
-other source, if that one is no older than ``tolerance``. Context samples are cached as
+other source, if their stamps are at most ``tolerance`` apart. Context samples are cached as
 they come; the cache keeps one per source.
 """
 
@@ -288,7 +288,7 @@ class SyncMatcher:
         reasons: dict[str, str] = {}
         for other in self.others:
             cached = self.cache.get(other)
-            if cached is not None and sample.stamp - cached.stamp <= self.tolerance:
+            if cached is not None and abs(sample.stamp - cached.stamp) <= self.tolerance:
                 chosen[other] = cached
             else:
                 chosen[other] = None

@@ -406,3 +406,48 @@ def test_a_source_needs_room_for_a_waiting_sample() -> None:
     )
     with pytest.raises(ps.InvalidArgument, match="capacity >= 2"):
         pipeline.parallelize()
+
+
+def test_the_drain_still_pairs_samples_that_were_inside_their_source_chains() -> None:
+    """Found by review: a drain flushed the sync before the source chains emptied, so pairs
+    still on their way were dropped as unmatched."""
+    release = threading.Event()
+
+    def held(x: Any) -> Any:
+        release.wait(WAIT)
+        return x
+
+    pipeline = ps.Pipeline()
+    pipeline.add(
+        ps.Sync(
+            camera=ps.Chain(capacity=50).add(held, "C"),
+            lidar=ps.Chain(capacity=50).add(held, "L"),
+            tolerance=0.01,
+            buffer=20,  # either chain may run ahead by all 10 samples
+        ),
+        "Sync",
+    )
+    pipeline.parallelize()
+    futures = [
+        pipeline.handle.submit(i, source=s, stamp=float(i))
+        for i in range(10)
+        for s in ("camera", "lidar")
+    ]
+    stopper = threading.Thread(target=pipeline.cleanup)
+    stopper.start()
+    release.set()  # the chains empty only after the drain began
+    stopper.join(WAIT)
+    assert not stopper.is_alive()
+    assert all(isinstance(f.result(0), ps.Joined) for f in futures)
+
+
+def test_latest_refuses_a_context_sample_far_newer_than_the_trigger() -> None:
+    pipeline = ps.Pipeline()
+    pipeline.add(
+        ps.Sync(camera=tag("c"), lidar=tag("l"), policy="latest", on="camera", tolerance=0.15),
+        "Sync",
+    )
+    with pipeline.parallelize() as running:
+        running.handle.ask("scan", source="lidar", stamp=100.0)
+        with pytest.raises(ps.ItemDropped, match="'lidar'"):
+            running.handle.ask("f", source="camera", stamp=0.0)

@@ -300,7 +300,7 @@ def test_latest_matches_the_reference(
             assert isinstance(o, Cached) and o.sample is sample
             continue
         want = {
-            s: (cache[s] if s in cache and sample.stamp - cache[s].stamp <= tol else None)
+            s: (cache[s] if s in cache and abs(sample.stamp - cache[s].stamp) <= tol else None)
             for s in ("imu", "gps")
         }
         if missing == "drop" and None in want.values():
