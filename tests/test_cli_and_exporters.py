@@ -396,9 +396,24 @@ def _read_until(fd: int, marker: str, timeout: float) -> str:
     return seen
 
 
+CTRL_C_AS_AT_A_TERMINAL = (
+    "import runpy, signal, sys; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+    "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)"
+)
+"""``python -c`` code that runs the module named next like ``python -m`` does, with Ctrl-C
+handled as in a program started at a terminal. A child inherits an ignored (or blocked)
+SIGINT, and Python then never raises ``KeyboardInterrupt``: that is the case whenever
+this suite runs as a background job of a non-interactive shell (``make pytest &``)."""
+
+
 def test_ctrl_c_stops_the_run_cleanly_with_a_final_table() -> None:
     """SIGINT during an endless run: exit 130, the pipeline drained, the final table printed."""
-    argv = [sys.executable, "-m", "pystream_actors", "run", EXAMPLE_TARGET, "--plain"]
+    argv = [
+        *(sys.executable, "-c", CTRL_C_AS_AT_A_TERMINAL, "pystream_actors"),
+        *("run", EXAMPLE_TARGET, "--plain"),
+    ]
     with subprocess.Popen(
         [*argv, "--refresh", "0.2"],
         stdout=subprocess.PIPE,

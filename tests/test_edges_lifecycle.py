@@ -289,6 +289,11 @@ def test_ctrl_c_during_cleanup_then_cleanup_again_finishes_the_job() -> None:
         import os, signal, threading
         import pystream_actors as ps
 
+        # Ctrl-C as at a terminal: a run of this suite as a background job (make pytest &)
+        # leaves SIGINT ignored in its children, and Python then never raises KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
         release = threading.Event()
         entered = threading.Event()
 
