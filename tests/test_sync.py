@@ -451,3 +451,15 @@ def test_latest_refuses_a_context_sample_far_newer_than_the_trigger() -> None:
         running.handle.ask("scan", source="lidar", stamp=100.0)
         with pytest.raises(ps.ItemDropped, match="'lidar'"):
             running.handle.ask("f", source="camera", stamp=0.0)
+
+
+def test_a_stop_without_drain_settles_waiting_samples_as_terminated() -> None:
+    pipeline = sync_pipeline()
+    pipeline.parallelize()
+    waiting = [pipeline.handle.submit(i, source="lidar", stamp=i / 10) for i in range(3)]
+    assert pipeline.handle.stop(drain=False, timeout=WAIT)
+    for future in waiting:
+        with pytest.raises(ps.PipelineTerminated):
+            future.result(0)
+    stats = pipeline.statistics().source("lidar")
+    assert stats.accepted == stats.dropped == 3
