@@ -14,25 +14,31 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test,demo,cli,prometheus]'
 	touch $(STAMP)
 
+# The tests and benchmarks also need the ray extra (a large download the demo does without).
+RAY_STAMP := $(VENV)/.ray-installed
+$(RAY_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[ray]'
+	touch $(RAY_STAMP)
+
 demo: $(STAMP)  ## the bundled demo: image filters, serial vs parallel
 	$(PY) examples/demo_pipeline.py
 
 test: lint typecheck pytest  ## lint, type checks and the test suite
 
-lint: $(STAMP)
+lint: $(RAY_STAMP)
 	$(PY) -m ruff check pystream_actors tests examples benchmarks
 	$(PY) -m ruff format --check pystream_actors tests examples benchmarks
 
-typecheck: $(STAMP)
+typecheck: $(RAY_STAMP)
 	$(PY) -m mypy
 
-pytest: $(STAMP)
+pytest: $(RAY_STAMP)
 	$(PY) -m pytest
 
-bench: $(STAMP)  ## benchmarks: one table of ratios against baselines measured in the same run
+bench: $(RAY_STAMP)  ## benchmarks: one table of ratios against baselines measured in the same run
 	$(PY) benchmarks/run_all.py
 
-bench-quick: $(STAMP)  ## a shorter benchmark run
+bench-quick: $(RAY_STAMP)  ## a shorter benchmark run
 	$(PY) benchmarks/run_all.py --quick
 
 SOAK_EXAMPLES ?= 2000

@@ -270,6 +270,7 @@ def workloads() -> list[Comparison | Custom]:
     """Every workload, in the order of the table."""
     from graph_rows import graphs
     from overload_row import overload
+    from ray_rows import ray_rows
     from sync_rows import sync
 
     return [
@@ -283,4 +284,5 @@ def workloads() -> list[Comparison | Custom]:
         Custom("8", overload),
         Custom("9", graphs),
         Custom("10", sync),
+        Custom("11", ray_rows),
     ]

@@ -84,6 +84,7 @@ class Chain:
         ordered: bool = True,
         executor: Executor = "thread",
         thread_safe: bool = False,
+        ray_options: Mapping[str, Any] | None = None,
     ) -> Chain:
         """Append a stage (the options of ``Pipeline.add``) or a combinator; returns the chain.
 
@@ -106,7 +107,7 @@ class Chain:
             name,
             factory,
             FailurePolicy(on_error, retries, restart_backoff, max_restarts, restart_window),
-            Scaling(workers, ordered, executor, thread_safe),
+            Scaling(workers, ordered, executor, thread_safe, ray_options),
         )
         _check_unique([slot], {n for s in self.slots for n in names_in(s)})
         self.slots.append(slot)

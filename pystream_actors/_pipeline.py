@@ -102,6 +102,7 @@ class Pipeline:
         ordered: bool = True,
         executor: Executor = "thread",
         thread_safe: bool = False,
+        ray_options: Mapping[str, Any] | None = None,
     ) -> None:
         """Append a stage: a ``Stage`` instance or class, any one-argument callable, or ``factory``.
 
@@ -115,6 +116,9 @@ class Pipeline:
         the class or ``factory``; one instance is shared only with ``thread_safe=True``);
         outputs keep input order unless ``ordered=False``. ``executor="process"`` runs
         each worker's stage in its own process: the stage must be picklable.
+        ``executor="ray"`` runs each worker in a Ray actor (needs the ``ray`` extra), placed
+        by ``ray_options`` (``num_cpus`` (default 1), ``num_gpus``, ``resources``,
+        ``runtime_env``, ``scheduling_strategy``, ...; ``max_in_flight`` calls per actor).
 
         ``stage`` may also be a combinator (``Parallel``, ``Route``, ``Tap``): one step whose
         branches are chains of stages; names are unique across the whole graph.
@@ -142,7 +146,7 @@ class Pipeline:
                 "pipeline's inputs); add it before any other stage"
             )
         policy = FailurePolicy(on_error, retries, restart_backoff, max_restarts, restart_window)
-        scaling = Scaling(workers, ordered, executor, thread_safe)
+        scaling = Scaling(workers, ordered, executor, thread_safe, ray_options)
         slot = make_slot(stage, name, factory, policy, scaling)
         check_unique([slot], {n for existing in self._slots for n in names_in(existing)})
         self._slots.append(slot)

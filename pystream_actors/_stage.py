@@ -113,6 +113,11 @@ class StageSlot:
     ) -> StageSlot:
         """The slot for what the user gave (an instance, a Stage class or a factory),
         wrapped for a worker process when ``scaling`` asks for one, and checked."""
+        if scaling.executor == "ray":  # built in each Ray actor, never in this process
+            from ._ray_host import RaySpec
+
+            spec = RaySpec.build(name, stage, factory)
+            return cls(name, spec, spec.renewed, policy, scaling)
         instance, factory = resolve_stage(name, stage, factory)
         if scaling.executor == "process":
             factory = ProcessStage.factory_for(name, instance, factory)

@@ -51,6 +51,8 @@ class StageStatus:
     name: str
     state: StageState
     restarts: int
+    nodes: tuple[str, ...] = ()
+    """The Ray node id each worker of an ``executor="ray"`` stage runs on ("" until placed)."""
 
 
 @dataclass(eq=False)
@@ -246,7 +248,9 @@ class Supervisor:
         with self.records_lock:
             records = list(self.records)
         return {
-            r.slot.name: StageStatus(r.slot.name, r.state, r.counters.restarts)
+            r.slot.name: StageStatus(
+                r.slot.name, r.state, r.counters.restarts, tuple(getattr(r.counters, "nodes", ()))
+            )
             for r in records
             if isinstance(r.counters, StageCounters)
         }

@@ -276,6 +276,10 @@ class WorkerPoolActor(Endpoint):
 
 def counters_for(slot: StageSlot, timed: bool = True) -> StageCounters:
     """Fresh counters for a stage: one set, or one per worker for a pooled stage."""
+    if slot.scaling.executor == "ray":
+        from ._ray_stage import RayCounters
+
+        return RayCounters(slot.name, slot.scaling.workers, timed)
     if slot.scaling.pooled:
         return PoolCounters(slot.name, slot.scaling.workers, timed)
     return StageCounters(slot.name, timed)
@@ -294,6 +298,13 @@ def spawn_stage(
 
     ``settled_go_home=False`` for a stage inside a branch: settled items go on to the
     junction, never straight home."""
+    if slot.scaling.executor == "ray":  # Ray actors behind one actor of ours
+        from ._ray_stage import RayCounters, RayStageActor
+
+        assert isinstance(counters, RayCounters)
+        return group.spawn(
+            RayStageActor, slot, downstream, home, counters, waiting, settled_go_home
+        )
     if slot.scaling.pooled:
         assert isinstance(counters, PoolCounters)
         return group.spawn(

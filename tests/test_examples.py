@@ -48,6 +48,7 @@ RUNS = {
     ),
     "dummy_pipeline.py": Run((), "every stage cleaned up = True"),
     "slow_third_stage.py": Run(("--items", "200"), "bottleneck: Detect"),
+    "ray_pipeline.py": Run(("--frames", "20"), "every frame came back in order", ("ray", "numpy")),
 }
 
 

@@ -69,6 +69,12 @@ def _add_run(commands: Any) -> None:
         "--refresh", type=_positive_float, default=0.5, help="seconds between views (0.5)"
     )
     run.add_argument("--plain", action="store_true", help="plain text tables, no live redraw")
+    run.add_argument(
+        "--ray-address",
+        dest="ray_address",
+        metavar="ADDRESS",
+        help="connect to this Ray cluster (ray.init(address=...)) for executor='ray' stages",
+    )
     run.set_defaults(handler=run_command)
 
 

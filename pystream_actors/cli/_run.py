@@ -100,6 +100,8 @@ class Session:
 
 def run_command(args: argparse.Namespace) -> int:
     """Feed and watch until the duration is over or Ctrl-C, then print the final table."""
+    if getattr(args, "ray_address", None):
+        _connect_ray(args.ray_address)
     pipeline = load_pipeline(args.target)
     fancy = _use_rich(args, sys.stdout)
     try:
@@ -122,6 +124,19 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         print(plain_table(*parts), flush=True)
     return code
+
+
+def _connect_ray(address: str) -> None:
+    """Connect this process to the Ray cluster at ``address`` before the pipeline is built."""
+    from .._errors import MissingExtra
+    from .._ray_stage import connect_ray
+
+    try:
+        connect_ray(address)
+    except MissingExtra as exc:
+        raise CliError(str(exc)) from exc
+    except Exception as exc:  # Ray's own: no cluster there, a version mismatch...
+        raise CliError(f"could not connect to Ray at {address!r}: {exc}") from exc
 
 
 def _rich_or_none() -> ModuleType | None:
