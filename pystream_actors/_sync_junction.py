@@ -108,7 +108,10 @@ class SyncJunction(PipelineActor):
         if item.is_live and now > item.expires_at:
             item.drop(EXPIRED)
         if item.is_live:
-            self._apply(self.matcher.offer(Sample(item.source, item.stamp, now, item), now))
+            outcomes = self.matcher.offer(Sample(item.source, item.stamp, now, item), now)
+            if self._draining:  # settled already: nothing may wait any more
+                outcomes += self.matcher.flush()
+            self._apply(outcomes)
         else:  # failed or dropped in its source chain: it comes here only to be counted
             send_home(self.home, item)
         if self._expected is not None:
