@@ -436,6 +436,31 @@ def test_ctrl_c_stops_the_run_cleanly_with_a_final_table() -> None:
     assert counts["in flight"] == "0"
 
 
+def test_sigterm_stops_the_run_cleanly_with_a_final_table() -> None:
+    """`kill` during an endless run: exit 143, the pipeline drained, the final table printed."""
+    argv = [sys.executable, "-m", "pystream_actors", "run", EXAMPLE_TARGET, "--plain"]
+    with subprocess.Popen(
+        [*argv, "--refresh", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            before = _read_until(proc.stdout.fileno(), "[live]", SUBPROCESS_TIMEOUT)
+            proc.send_signal(signal.SIGTERM)
+            rest, err = proc.communicate(timeout=SUBPROCESS_TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == cli.EXIT_TERMINATED, err
+    assert "Traceback" not in err
+    final = _final_section(before + rest)
+    counts = dict(re.findall(r"(accepted|completed|in flight) (\d+)", final[6]))
+    assert counts["accepted"] == counts["completed"]
+    assert counts["in flight"] == "0"
+
+
 # -- graphs: junctions in the exporters and the table ------------------------------------------
 
 GRAPH_APP = """

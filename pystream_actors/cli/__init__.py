@@ -18,7 +18,7 @@ from ._errors import CliError
 from ._graph import Node, to_dot, to_mermaid, topology
 from ._loading import cleanup_tree, load_pipeline
 from ._main import main
-from ._run import EXIT_INTERRUPTED, Session
+from ._run import EXIT_INTERRUPTED, EXIT_TERMINATED, Session
 from ._table import (
     BOTTLENECK_MARK,
     RICH_BOTTLENECK_MARK,
@@ -34,6 +34,7 @@ from ._table import (
 __all__ = [
     "BOTTLENECK_MARK",
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
     "RICH_BOTTLENECK_MARK",
     "SETTLE_ITEMS",
     "CliError",

@@ -8,9 +8,13 @@ program gets, so what the view shows is what the pipeline does when it runs on i
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
-from types import ModuleType
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType, ModuleType
 from typing import TextIO
 
 from .._pipeline import Pipeline
@@ -21,6 +25,7 @@ from ._table import graph_order, plain_table, rich_view, settled_bottleneck
 
 CLI_HINT = "pip install 'pystream-actors[cli]'"
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 NO_INPUT_GENERATOR = (
     "{target}() built a pipeline without an input generator; `run` feeds it through "
     "Pipeline.start_loop(), which draws items from it: build it with "
@@ -111,7 +116,10 @@ def run_command(args: argparse.Namespace) -> int:
         raise
     code = 0
     try:
-        (_watch_rich if fancy else _watch_plain)(session, args.refresh)
+        with _sigterm_stops_like_ctrl_c():
+            (_watch_rich if fancy else _watch_plain)(session, args.refresh)
+    except _Terminated:
+        code = EXIT_TERMINATED
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     finally:
@@ -124,6 +132,28 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         print(plain_table(*parts), flush=True)
     return code
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop as after Ctrl-C (drain, clean up, print the final table)."""
+
+
+@contextmanager
+def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
+    """While watching, ``kill`` (SIGTERM) ends the run cleanly; during the stop that
+    follows, the default comes back, so a second ``kill`` ends the process at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _connect_ray(address: str) -> None:
