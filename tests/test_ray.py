@@ -561,6 +561,11 @@ def test_two_workers_forwarding_at_once_keep_the_order() -> None:
     pipeline.add(arrivals, "Arrivals")
     with pipeline.parallelize(capacity=16):
         result = outcomes([pipeline.handle.submit(i) for i in range(120)])
+        deadline = time.monotonic() + 10  # every status comes back: the counts settle
+        while pipeline.statistics().stages[0].processed != 120:
+            assert time.monotonic() < deadline, pipeline.statistics().stages[0]
+            time.sleep(0.01)
+        assert pipeline.statistics().stages[0].queue_depth == 0
     assert [v[0] for _, v in result] == list(range(120))
     assert arrivals.seen == [v for _, v in result]
     assert len({v[1] for _, v in result}) == 2  # both Ray actors served
