@@ -669,23 +669,9 @@ class RayStageActor(Endpoint):
         earlier = [
             (at, one) for at, one in self._sent.items() if one.worker is worker and at < local
         ]
-        if earlier:
-            ray = ray_module()
-            refs = [one.ref for _, one in earlier]
-            ready = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
-            done = [(at, one) for at, one in earlier if one.ref in ready]
-            try:
-                values: list[Any] = ray.get([one.ref for _, one in done])
-            except Exception:  # one of them is an error: take them one by one
-                values = []
-                for _, one in done:
-                    try:
-                        values.append(ray.get(one.ref))
-                    except Exception as exc:
-                        values.append(exc)
-            for (at, one), status in zip(done, values):
-                if self._sent_status(at, one, status):
-                    return
+        for (at, one), status in zip(earlier, _ready([one.ref for _, one in earlier])):
+            if status is not _NOT_READY and self._sent_status(at, one, status):
+                return
         if worker.watched < 0 and not worker.dead:
             left = [at for at, one in self._sent.items() if one.worker is worker]
             if left:
@@ -734,11 +720,16 @@ class RayStageActor(Endpoint):
         hops = sorted((local, hop) for local, hop in self._in_hop.items() if hop.worker is worker)
         for local, hop in hops:
             self._hop_over(local, hop)
-        sent = [local for local, one in self._sent.items() if one.worker is worker]
-        for local in sent:  # forwarded already: the next Ray stage fails them, naming us
-            del self._sent[local]
-            worker.load -= 1
-        self._counters.workers[worker.index].failed += len(sent)
+        sent = [(local, one) for local, one in self._sent.items() if one.worker is worker]
+        # forwarded already: the next Ray stage fails them, naming us; those that answered
+        # before the death count as processed (their outputs are in the object store)
+        for (local, one), status in zip(sent, _ready([one.ref for _, one in sent])):
+            if status is _NOT_READY or isinstance(status, BaseException):
+                del self._sent[local]
+                worker.load -= 1
+                self._counters.workers[worker.index].failed += 1
+            else:
+                self._sent_status(local, one, status)
         worker.dead = worker.broken = True
         logger.warning("stage %r: a Ray actor died: %s", self.stage_name, cause)
         for number, (local, hop) in enumerate(hops):
@@ -974,6 +965,32 @@ class RayStageActor(Endpoint):
                 except Exception:
                     pass
         super().crashed(exc)
+
+
+_NOT_READY = object()
+
+
+def _ready(refs: list[Any]) -> list[Any]:
+    """The values of ``refs`` that are ready now (a Ray error as a value), else
+    ``_NOT_READY``; never waits."""
+    if not refs:
+        return []
+    ray = ray_module()
+    try:
+        ready = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+    except Exception:  # Ray is shutting down: none is known to be ready
+        return [_NOT_READY] * len(refs)
+    done = [ref for ref in refs if ref in ready]
+    try:
+        values = dict(zip(done, ray.get(done)))
+    except Exception:  # one of them is an error: take them one by one
+        values = {}
+        for ref in done:
+            try:
+                values[ref] = ray.get(ref)
+            except Exception as exc:
+                values[ref] = exc
+    return [values.get(ref, _NOT_READY) for ref in refs]
 
 
 def _status(status: Any) -> tuple[int, float, Any]:

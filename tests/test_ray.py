@@ -515,6 +515,12 @@ def test_ray_actor_killed_while_its_outputs_are_at_the_next_ray_stages() -> None
         assert pipeline.handle.ask(100, timeout=30)[0] == 200
         stats = {s.name: s for s in pipeline.statistics().stages}
         assert stats["Second"].failed == stats["Third"].failed == 0  # not theirs
+        deadline = time.monotonic() + 10  # First counts each of its 81 calls once
+        while (first_stats := pipeline.statistics().stages[0]).processed + first_stats.failed < 81:
+            assert time.monotonic() < deadline, first_stats
+            time.sleep(0.01)
+        assert first_stats.processed + first_stats.failed == 81
+        assert 1 <= first_stats.failed <= 4  # at most the calls the dead Ray actor held
 
 
 @pytest.mark.timeout(120)
