@@ -11,6 +11,7 @@ envelope, never as Ray errors, so a failed item can never fail the calls after i
 from __future__ import annotations
 
 import os
+import struct
 import traceback
 from collections.abc import Callable
 from time import perf_counter
@@ -21,9 +22,16 @@ from ._errors import InvalidStage
 OK = 0
 FAILED = 1
 HELD = 2
-"""Status codes: ``(OK, service seconds, None)``, ``(FAILED, service seconds, (exception,
-input))``, ``(HELD, 0.0, None)``: the host failed earlier under ``restart``/``stop`` and
-leaves the item, unstarted, to its successor."""
+PASSED = 3
+"""Status codes: ``(OK, service seconds, None)``; ``(FAILED, service seconds, Failed)``;
+``(HELD, 0.0, None)``: the host failed earlier under ``restart``/``stop`` and leaves the
+item, unstarted, to its successor; ``(PASSED, 0.0, Failed)``: the input was the failed
+envelope of an earlier Ray stage (forwarded before its status was known), passed on
+without running the stage."""
+
+SERVICE = struct.Struct("<d")
+"""An OK status as ``process`` sends it: the service seconds as 8 raw bytes, which Ray
+hands back without unpickling (the status of every hop is read on the driver)."""
 
 RAY_MISSING = "executor='ray' needs Ray, which is not installed: pip install pystream-actors[ray]"
 
@@ -107,6 +115,24 @@ def _describe(exc: BaseException) -> str:
         return type(exc).__name__
 
 
+class Failed:
+    """The output of a call that failed: the envelope of the error, naming the stage.
+
+    A Ray stage may forward an item to the next Ray stage before its status is known; a
+    host given a ``Failed`` as input passes it on without running its stage, so the item
+    fails once, with the error of the stage that raised."""
+
+    __slots__ = ("data", "error", "stage")
+
+    def __init__(self, stage: str, error: BaseException, data: Any) -> None:
+        self.stage = stage
+        self.error = error
+        self.data = data
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Failed, (self.stage, self.error, self.data)
+
+
 class StageHost:
     """One Ray actor running one instance of a stage, one item at a time, in call order."""
 
@@ -145,6 +171,8 @@ class StageHost:
         return node, os.getpid(), self.setup_error
 
     def _run(self, data: Any) -> tuple[Any, Any]:
+        if type(data) is Failed:  # an earlier stage failed on it: pass its envelope on
+            return (PASSED, 0.0, data), data
         if self._broken:
             return (HELD, 0.0, None), None
         started = perf_counter()
@@ -163,17 +191,24 @@ class StageHost:
                         error = exc
                         break
         self._broken = self._holds
-        return (FAILED, perf_counter() - started, (portable(error), data)), None
+        failed = Failed(self._name, portable(error), data)
+        return (FAILED, perf_counter() - started, failed), failed
 
     def process(self, data: Any) -> tuple[Any, Any]:
-        """Two returns: the status, and the output (forwarded by ref to the next Ray stage)."""
-        return self._run(data)
+        """Two returns: the status (``SERVICE`` bytes if OK), and the output (forwarded by
+        ref to the next Ray stage)."""
+        status, out = self._run(data)
+        if status[0] == OK:
+            return SERVICE.pack(status[1]), out
+        return status, out
 
     process.__ray_num_returns__ = 2  # type: ignore[attr-defined]  # what @ray.method sets
 
     def process_value(self, data: Any) -> tuple[Any, Any]:
-        """One return, (status, output): for a stage whose output goes back to the driver."""
-        return self._run(data)
+        """One return, (status, output): for a stage whose output goes back to the driver
+        (a failure is in the status: the output is then None)."""
+        status, out = self._run(data)
+        return status, (None if status[0] != OK else out)
 
     def cleanup(self) -> str | None:
         """Run the stage's ``cleanup()`` (once per setup); the error's text if it raised."""

@@ -10,13 +10,27 @@ stages the item carries the output's ``ObjectRef``, so the data goes from Ray ac
 actor through the object store, never through this process; before any other stage (or the
 coordinator) the value is fetched the same non-blocking way.
 
+Between two Ray stages under ``on_error="skip"`` (the default) the item goes on at once,
+with the output's ref, as soon as it is submitted (design (a)): the next Ray stage submits
+without waiting for this hop, and this hop's status, still collected, only feeds statistics
+and supervision (one status per Ray actor is awaited at a time: as a Ray actor runs its
+calls in order, the earlier ones are then done and taken in one go). The next stage
+then owns the item and settles it: a stage exception comes as a ``Failed`` envelope that
+later hosts pass on unrun (``PASSED``), and the death of this stage's Ray actor as a Ray
+error naming that actor, which maps back to this stage; either way the item fails once,
+with ``StageError`` naming this stage, in its place in the order. Under ``restart`` or
+``stop`` a failed Ray actor holds the items after the failure for its successor, so items
+are gated by their status there, and so are ``drop_oldest`` items (their claim is released
+when the hop ends) and any item behind one that is still gated.
+
 Guarantees, as for local stages:
 
 - *order*: one submitter per Ray actor (this actor), Ray actors that run one call at a time
   in call order, no Ray retries; outputs leave through a reorder buffer;
-- *one outcome per item*: a ref goes downstream only after its hop reported success, so an
-  error never travels as a Ray error through later stages; a stage's exception comes back
-  in the status and fails the item with ``StageError`` naming this stage;
+- *one outcome per item*: a gated item goes on only after its hop reported success; one
+  forwarded at once is settled by the next stage, from the output, the ``Failed``
+  envelope, or the Ray error that names the Ray actor of this stage; a stage's exception
+  fails the item with ``StageError`` naming the stage that raised;
 - *supervision*: a Ray actor that dies (killed, its node lost) fails the items it held
   (at most ``max_in_flight``): Ray cannot say which of them ran, as answers are lost with
   the process, so none is run twice; a stage that raised under ``restart`` runs nothing
@@ -42,8 +56,16 @@ import pykka
 from ._actors import ActorGroup
 from ._errors import MissingExtra, PipelineInitiationError, PipelineTerminated, StageError
 from ._handover import Endpoint, settle_ready
-from ._messages import FailureNotice, Item, ReplaceWorker, WhenReady, send_or_return
-from ._ray_host import FAILED, OK, RAY_MISSING, StageHost
+from ._messages import (
+    FailureNotice,
+    Item,
+    Notice,
+    ReplaceWorker,
+    WhenReady,
+    send_home,
+    send_or_return,
+)
+from ._ray_host import FAILED, OK, PASSED, RAY_MISSING, SERVICE, Failed, StageHost
 from ._stage import StageSlot
 from ._statistics import PipelineStatistics, PoolCounters, StageStatistics
 
@@ -134,6 +156,40 @@ def _plain(value: Any) -> Any:
     return None if _is_ref(value) else value
 
 
+_stage_of_actor: dict[str, str] = {}
+"""Ray actor id (hex) -> the name of the Ray stage it runs: an error that an input's ref
+carries from an earlier Ray stage (forwarded before its status was known) names the Ray
+actor that died there, and the item fails naming that stage."""
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes: a call whose input was an error fails with a
+    ``RayTaskError`` whose ``cause`` is that error, which may be one such in turn."""
+    chain = [exc]
+    for _ in range(64):
+        cause = getattr(exc, "cause", None)
+        if not isinstance(cause, BaseException) or cause is exc:
+            break
+        exc = cause
+        chain.append(exc)
+    return chain
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The first error of a chain (the death of an earlier stage's Ray actor, say)."""
+    return _chain(exc)[-1]
+
+
+def _actor_id(exc: BaseException) -> str | None:
+    try:
+        actor_id = getattr(exc, "actor_id", None)
+    except Exception:
+        return None
+    if actor_id is None:
+        return None
+    return actor_id if isinstance(actor_id, str) else actor_id.hex()
+
+
 _DEATHS = ("RayActorError", "WorkerCrashedError", "OutOfMemoryError", "NodeDiedError")
 _death_types: tuple[type[BaseException], ...] = ()
 
@@ -179,6 +235,7 @@ class _Worker:
         "process_value",
         "ready",
         "replace",
+        "watched",
     )
 
     def __init__(self, handle: Any, index: int) -> None:
@@ -191,6 +248,7 @@ class _Worker:
         self.broken = False  # failed under restart/stop, or dead: no new items
         self.dead = False
         self.replace = False  # the supervisor asked for a replacement while calls were out
+        self.watched = -1  # the forwarded item whose status is awaited (-1: none)
         self.ready: Future[BaseException | None] = Future()
 
 
@@ -205,6 +263,20 @@ class _Hop:
         self.ref = ref  # what the callback waits on: the status, or (status, output)
         self.out = out  # the output's ref when forwarded by ref (None: in ``ref``)
         self.claimed = claimed
+
+
+class _Sent:
+    """One item at a Ray actor that was forwarded at once to the next Ray stage, with the
+    ref of its output: it belongs to that stage now; only its status comes back here (for
+    statistics and supervision), and nothing here touches the item again."""
+
+    __slots__ = ("ref", "sent_at", "seq", "worker")
+
+    def __init__(self, worker: _Worker, sent_at: float, seq: int, ref: Any) -> None:
+        self.worker = worker
+        self.sent_at = sent_at
+        self.seq = seq
+        self.ref = ref  # its status
 
 
 class _Wake:
@@ -265,6 +337,13 @@ class RayStageActor(Endpoint):
         self._workers: list[_Worker | None] = [None] * slot.scaling.workers
         self._queued: collections.deque[tuple[int, Item]] = collections.deque()
         self._in_hop: dict[int, _Hop] = {}
+        self._sent: dict[int, _Sent] = {}  # forwarded before their status: see _submit
+        self._forwards_early = self._policy.on_error == "skip"
+        """Between two Ray stages, forward an item with its output's ref as soon as it is
+        submitted (design (a) of the study), without waiting for the hop's status: only
+        under ``skip``, where the Ray actor never holds an item for a successor (a failed
+        item travels as a ``Failed`` envelope that later hosts pass on) and a death fails
+        the items it held without taking them back."""
         self._finished: dict[int, Item | None] = {}  # ordered: done, waiting for their turn
         self._fetching: dict[int, Item] = {}  # outputs being fetched for a local downstream
         self._next_in = 0
@@ -297,6 +376,7 @@ class RayStageActor(Endpoint):
             _host().options(**self._options).remote(self._slot.stage, self._policy.retries, holds)
         )
         worker = _Worker(handle, index)
+        _stage_of_actor[worker.ident] = self.stage_name
         counters = self._counters
         timer: threading.Timer | None = None
         if self._start_timeout is not None:
@@ -346,7 +426,9 @@ class RayStageActor(Endpoint):
                 ray.kill(worker.handle, no_restart=True)
                 return
             ref = worker.handle.cleanup.remote()
-            if not wait or worker.load:  # Ray ends it once its calls are done and it is dropped
+            sent = sum(1 for one in self._sent.values() if one.worker is worker)
+            if not wait or worker.load > sent:  # Ray ends it once its calls are done
+                # (and it is dropped); calls whose items went on are done or about to be
                 when_done(ref, self._log_cleanup)
                 return
             try:
@@ -372,7 +454,9 @@ class RayStageActor(Endpoint):
                     pass
 
     def busy(self) -> bool:
-        return bool(self._in_hop or self._fetching or (self._queued and self._finished))
+        return bool(
+            self._in_hop or self._sent or self._fetching or (self._queued and self._finished)
+        )
 
     def receive(self, message: Any) -> Any:
         kind = type(message)
@@ -440,8 +524,9 @@ class RayStageActor(Endpoint):
             self._settle(local, item)
             return
         data = item.data
+        by_ref = getattr(self.downstream, "actor_class", None) is RayStageActor
         try:
-            if getattr(self.downstream, "actor_class", None) is RayStageActor:
+            if by_ref:
                 ref, out = worker.process(data)
             else:
                 ref, out = worker.process_value(data), None
@@ -450,9 +535,31 @@ class RayStageActor(Endpoint):
                 item.release_claim()
             self._fail(local, item, exc, data, None)
             return
-        self._in_hop[local] = _Hop(item, worker, ref, out, claimed)
         worker.load += 1
+        if by_ref and not claimed and self._forwards_early and self._in_turn(local):
+            # On at once with the output's ref: the next Ray stage submits without waiting
+            # for this hop (its Ray actor waits for the data instead). The item is theirs.
+            self._sent[local] = _Sent(worker, item.sent_at, item.seq, ref)
+            item.data = out
+            item.sent_at = now
+            if self._ordered:
+                self._next_out = local + 1
+            send_or_return(self.downstream, self.home, item, self.stage_name)
+            if worker.watched < 0:
+                self._watch(worker, local, ref)
+            return
+        self._in_hop[local] = _Hop(item, worker, ref, out, claimed)
         when_done(ref, lambda value: self._answered(local, worker, value))
+
+    def _in_turn(self, local: int) -> bool:
+        """True if every item before ``local`` has left (an ordered stage forwards in order)."""
+        if not self._ordered:
+            return True
+        finished = self._finished
+        while self._next_out in finished and finished[self._next_out] is None:
+            del finished[self._next_out]  # a gap-filler: its item went home already
+            self._next_out += 1
+        return self._next_out == local
 
     def _answered(self, local: int, worker: _Worker, value: Any) -> None:
         """On a Ray thread: a hop answered (a status, a (status, output), or a Ray error).
@@ -465,6 +572,10 @@ class RayStageActor(Endpoint):
             except pykka.ActorDeadError:
                 pass
 
+    def _watch(self, worker: _Worker, local: int, ref: Any) -> None:
+        worker.watched = local
+        when_done(ref, lambda value: self._answered(local, worker, value))
+
     def _take_answers(self) -> None:
         self._wake_pending = False  # before taking: a later answer sends a new wake-up
         answers = self._answers
@@ -476,9 +587,19 @@ class RayStageActor(Endpoint):
     def _hop_done(self, local: int, worker: _Worker, value: Any) -> None:
         hop = self._in_hop.get(local)
         if hop is None or hop.worker is not worker:
-            return  # a late answer from a Ray actor that died: its items were dealt with
+            sent = self._sent.get(local)
+            if sent is not None and sent.worker is worker:
+                self._sent_done(local, sent, value)
+            return  # else a late answer from a Ray actor that died: its items were dealt with
         if isinstance(value, BaseException):
-            if _is_death(value):
+            upstream = self._upstream(value, worker)
+            if upstream is not None:  # an earlier Ray stage's actor died with the input
+                self._hop_over(local, hop)
+                item = hop.item
+                item.error = StageError(upstream, item.seq, _root(value))
+                item.data = None
+                self._settle(local, item)
+            elif _is_death(value):
                 self._worker_died(worker, value)
             else:  # its input was lost with a node, or the output would not serialise
                 self._hop_over(local, hop)
@@ -490,7 +611,7 @@ class RayStageActor(Endpoint):
             status, out = value
         else:
             status, out = value, hop.out
-        code, service, extra = status
+        code, service, extra = _status(status)
         if code == OK:
             now = perf_counter()
             if self._timed:
@@ -510,11 +631,81 @@ class RayStageActor(Endpoint):
             self._counters.workers[worker.index].record(
                 now - service, now, max(0.0, now - item.sent_at - service), False
             )
-            error, data = extra
-            self._fail(local, item, error, data, worker)
+            self._fail(local, item, extra.error, extra.data, worker)
+        elif code == PASSED:  # an earlier Ray stage failed on it (its status came later)
+            failed: Failed = extra
+            item.error = StageError(failed.stage, item.seq, failed.error, _plain(failed.data))
+            item.data = None
+            self._settle(local, item)
         else:  # HELD: the Ray actor failed earlier; the item goes to its replacement
             worker.broken = True
             self._requeue([(local, item)])
+
+    def _upstream(self, value: BaseException, worker: _Worker) -> str | None:
+        """The Ray stage whose Ray actor failed to make this hop's input (died, say; its
+        output was forwarded here before its status was known), or None: the error is
+        this hop's own."""
+        actor_id = None
+        for link in reversed(_chain(value)):  # the deepest Ray actor the error names
+            actor_id = _actor_id(link)
+            if actor_id is not None:
+                break
+        if actor_id is None or actor_id == worker.ident:
+            return None
+        return _stage_of_actor.get(actor_id)
+
+    def _sent_done(self, local: int, sent: _Sent, value: Any) -> None:
+        """The status of a forwarded item: statistics and supervision only (the next Ray
+        stage settles the item, from the output or the error it got).
+
+        One status per Ray actor is awaited at a time, the newest when it is chosen: a Ray
+        actor runs its calls in order, so once it answers, the earlier ones are done too,
+        and their statuses are taken here in one go (fewer callbacks on this process)."""
+        worker = sent.worker
+        if worker.watched == local:
+            worker.watched = -1
+        if self._sent_status(local, sent, value):
+            return
+        earlier = [
+            (at, one) for at, one in self._sent.items() if one.worker is worker and at < local
+        ]
+        for (at, one), status in zip(earlier, _ready([one.ref for _, one in earlier])):
+            if status is not _NOT_READY and self._sent_status(at, one, status):
+                return
+        if worker.watched < 0 and not worker.dead:
+            left = [at for at, one in self._sent.items() if one.worker is worker]
+            if left:
+                newest = max(left)
+                self._watch(worker, newest, self._sent[newest].ref)
+
+    def _sent_status(self, local: int, sent: _Sent, value: Any) -> bool:
+        """Count one forwarded item's status; True if it says its Ray actor died."""
+        worker = sent.worker
+        if isinstance(value, BaseException):
+            if self._upstream(value, worker) is None and _is_death(value):
+                self._worker_died(worker, value)
+                return True
+            del self._sent[local]
+            worker.load -= 1
+            return False
+        del self._sent[local]
+        worker.load -= 1
+        code, service, extra = _status(value)
+        if code == PASSED:
+            return False
+        now = perf_counter()
+        wait = max(0.0, now - sent.sent_at - service)
+        if code == OK:
+            if self._timed:
+                self._counters.workers[worker.index].record(now - service, now, wait, True)
+            else:
+                self._counters.workers[worker.index].processed += 1
+        else:
+            self._counters.workers[worker.index].record(now - service, now, wait, False)
+            logger.warning(
+                "stage %r failed on item #%d: %s", self.stage_name, sent.seq, extra.error
+            )
+        return False
 
     def _hop_over(self, local: int, hop: _Hop) -> None:
         del self._in_hop[local]
@@ -529,10 +720,26 @@ class RayStageActor(Endpoint):
         hops = sorted((local, hop) for local, hop in self._in_hop.items() if hop.worker is worker)
         for local, hop in hops:
             self._hop_over(local, hop)
+        sent = [(local, one) for local, one in self._sent.items() if one.worker is worker]
+        # forwarded already: the next Ray stage fails them, naming us; those that answered
+        # before the death count as processed (their outputs are in the object store)
+        for (local, one), status in zip(sent, _ready([one.ref for _, one in sent])):
+            if status is _NOT_READY or isinstance(status, BaseException):
+                del self._sent[local]
+                worker.load -= 1
+                self._counters.workers[worker.index].failed += 1
+            else:
+                self._sent_status(local, one, status)
         worker.dead = worker.broken = True
         logger.warning("stage %r: a Ray actor died: %s", self.stage_name, cause)
         for number, (local, hop) in enumerate(hops):
             self._fail(local, hop.item, cause, hop.item.data, worker, died=True, notify=not number)
+        if sent and not hops:  # no item here carries the restart request: it goes alone
+            action = "stop" if self._policy.on_error == "stop" else "restart"
+            notice = FailureNotice(
+                self.stage_name, action, worker.ident, worker.index, self.actor_urn
+            )
+            send_home(self.home, Notice(notice))
         try:
             ray_module().kill(worker.handle, no_restart=True)
         except Exception:
@@ -626,7 +833,7 @@ class RayStageActor(Endpoint):
         self._pump()
         if self._replacements:
             self._replace_idle_workers()
-        self._counters.pending = len(self._in_hop) + len(self._queued)
+        self._counters.pending = len(self._in_hop) + len(self._sent) + len(self._queued)
         if self._successor is not None:
             self.hand_over_when_idle()
 
@@ -692,7 +899,13 @@ class RayStageActor(Endpoint):
     def hand_over_when_idle(self) -> None:
         if self._successor is None:
             return
-        if self._queued and self._finished and not self._in_hop and not self._fetching:
+        if (
+            self._queued
+            and self._finished
+            and not self._in_hop
+            and not self._sent
+            and not self._fetching
+        ):
             # Items finished here wait behind queued ones: finish those here, in order.
             self._revive()
             return
@@ -752,6 +965,40 @@ class RayStageActor(Endpoint):
                 except Exception:
                     pass
         super().crashed(exc)
+
+
+_NOT_READY = object()
+
+
+def _ready(refs: list[Any]) -> list[Any]:
+    """The values of ``refs`` that are ready now (a Ray error as a value), else
+    ``_NOT_READY``; never waits."""
+    if not refs:
+        return []
+    ray = ray_module()
+    try:
+        ready = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+    except Exception:  # Ray is shutting down: none is known to be ready
+        return [_NOT_READY] * len(refs)
+    done = [ref for ref in refs if ref in ready]
+    try:
+        values = dict(zip(done, ray.get(done)))
+    except Exception:  # one of them is an error: take them one by one
+        values = {}
+        for ref in done:
+            try:
+                values[ref] = ray.get(ref)
+            except Exception as exc:
+                values[ref] = exc
+    return [values.get(ref, _NOT_READY) for ref in refs]
+
+
+def _status(status: Any) -> tuple[int, float, Any]:
+    """(code, service seconds, extra) from a status as the Ray actor sent it."""
+    if type(status) is bytes:
+        return OK, SERVICE.unpack(status)[0], None
+    code, service, extra = status
+    return code, service, extra
 
 
 def _by_local(pair: tuple[int, Item]) -> int:

@@ -470,3 +470,136 @@ def test_system_exit_in_a_ray_stage_ends_its_actor_which_is_replaced() -> None:
         assert pipeline.handle.status()["Exit"].restarts == 1
     assert [i for i, (k, _) in enumerate(result) if k == "error"] == [3]
     assert isinstance(result[3][1].__cause__, ray.exceptions.RayActorError)
+
+
+# -- consecutive Ray stages under skip: an item goes on with its output's ref at once ------
+
+
+def same(x: Any) -> Any:
+    return x
+
+
+def _stage_actor(pipeline: ps.Pipeline, name: str) -> Any:
+    """The RayStageActor of a stage (white box)."""
+    runtime = pipeline.handle._runtime  # type: ignore[attr-defined]
+    record = next(r for r in runtime.records if r.slot.name == name)
+    return record.ref._actor_weakref()
+
+
+@pytest.mark.timeout(180)
+def test_ray_actor_killed_while_its_outputs_are_at_the_next_ray_stages() -> None:
+    arrivals = Arrivals()
+    pipeline = ps.Pipeline(name="ray_kill_early")
+    pipeline.add(Slow(0.01), "First", executor="ray", ray_options={**FREE, "max_in_flight": 4})
+    pipeline.add(same, "Second", executor="ray", ray_options=FREE)
+    pipeline.add(same, "Third", executor="ray", ray_options=FREE)
+    pipeline.add(arrivals, "Arrivals")
+    with pipeline.parallelize(capacity=16):
+        futures = [pipeline.handle.submit(i) for i in range(80)]
+        first_pid = futures[10].result(timeout=60)[1]
+        first = _stage_actor(pipeline, "First")
+        deadline = time.monotonic() + 10
+        while not first._sent and time.monotonic() < deadline:  # items already went on
+            time.sleep(0.001)
+        assert first._sent
+        second_pids = {w.handle for w in _stage_actor(pipeline, "Second")._workers}
+        os.kill(first_pid, signal.SIGKILL)
+        result = outcomes(futures)
+        # the items First held fail once, naming First (not Second nor Third, where their
+        # refs had gone), in order with the others; Second and Third keep their Ray actors
+        assert_outcomes(result, arrivals, "First", pids_before=first_pid)
+        status = pipeline.handle.status()
+        assert (status["First"].restarts, status["Second"].restarts) == (1, 0)
+        assert status["Third"].restarts == 0
+        assert {w.handle for w in _stage_actor(pipeline, "Second")._workers} == second_pids
+        assert pipeline.handle.ask(100, timeout=30)[0] == 200
+        stats = {s.name: s for s in pipeline.statistics().stages}
+        assert stats["Second"].failed == stats["Third"].failed == 0  # not theirs
+        deadline = time.monotonic() + 10  # First counts each of its 81 calls once
+        while (first_stats := pipeline.statistics().stages[0]).processed + first_stats.failed < 81:
+            assert time.monotonic() < deadline, first_stats
+            time.sleep(0.01)
+        assert first_stats.processed + first_stats.failed == 81
+        assert 1 <= first_stats.failed <= 4  # at most the calls the dead Ray actor held
+
+
+@pytest.mark.timeout(120)
+def test_a_failed_envelope_passes_through_the_next_ray_stages_unrun() -> None:
+    arrivals = Arrivals()
+    pipeline = ps.Pipeline(name="ray_pass_failed")
+    pipeline.add(boom_on_5, "Boom", executor="ray", ray_options=FREE)
+    pipeline.add(double, "Double", executor="ray", ray_options=FREE)
+    pipeline.add(triple, "Triple", executor="ray", ray_options=FREE)
+    pipeline.add(arrivals, "Arrivals")
+    with pipeline.parallelize(capacity=8):
+        result = outcomes([pipeline.handle.submit(i) for i in range(30)])
+        # a stage that forwarded at once counts its items when their statuses come back
+        deadline = time.monotonic() + 10
+        while True:
+            stats = {s.name: s for s in pipeline.statistics().stages}
+            if stats["Boom"].processed + stats["Boom"].failed == 30:
+                break
+            assert time.monotonic() < deadline, stats["Boom"]
+            time.sleep(0.01)
+    assert [i for i, (k, _) in enumerate(result) if k == "error"] == [5]
+    error = result[5][1]
+    assert (error.stage, error.item_index, error.data) == ("Boom", 5, 5)
+    assert isinstance(error.__cause__, ValueError)
+    expected = [i * 6 for i in range(30) if i != 5]
+    assert [v for k, v in result if k == "ok"] == expected
+    assert arrivals.seen == expected
+    assert (stats["Boom"].processed, stats["Boom"].failed) == (29, 1)
+    for name in ("Double", "Triple"):  # neither ran item 5, nor counts it as theirs
+        assert (stats[name].processed, stats[name].failed) == (29, 0), name
+
+
+def jitter(x: int) -> tuple[int, int]:
+    time.sleep(0.001 * (x * 7 % 5))
+    return x, os.getpid()
+
+
+@pytest.mark.timeout(120)
+def test_two_workers_forwarding_at_once_keep_the_order() -> None:
+    arrivals = Arrivals()
+    pipeline = ps.Pipeline(name="ray_early_order")
+    pipeline.add(jitter, "Jitter", executor="ray", workers=2, ray_options=FREE)
+    pipeline.add(same, "Same", executor="ray", ray_options=FREE)
+    pipeline.add(arrivals, "Arrivals")
+    with pipeline.parallelize(capacity=16):
+        result = outcomes([pipeline.handle.submit(i) for i in range(120)])
+        deadline = time.monotonic() + 10  # every status comes back: the counts settle
+        while pipeline.statistics().stages[0].processed != 120:
+            assert time.monotonic() < deadline, pipeline.statistics().stages[0]
+            time.sleep(0.01)
+        assert pipeline.statistics().stages[0].queue_depth == 0
+    assert [v[0] for _, v in result] == list(range(120))
+    assert arrivals.seen == [v for _, v in result]
+    assert len({v[1] for _, v in result}) == 2  # both Ray actors served
+
+
+@pytest.mark.timeout(240)
+def test_restart_and_replace_of_consecutive_ray_stages_while_items_flow() -> None:
+    arrivals = Arrivals()
+    pipeline = ps.Pipeline(name="ray_control_early")
+    pipeline.add(Slow(0.005), "Slow", executor="ray", ray_options=FREE)
+    pipeline.add(same, "Same", executor="ray", ray_options=FREE)
+    pipeline.add(arrivals, "Arrivals")
+    with pipeline.parallelize(capacity=16):
+        futures = [pipeline.handle.submit(i) for i in range(60)]
+        futures[5].result(timeout=60)
+        assert pipeline.handle.restart_stage("Slow", timeout=60)
+        futures += [pipeline.handle.submit(i) for i in range(60, 120)]
+        futures[70].result(timeout=60)
+        assert pipeline.handle.restart_stage("Same", timeout=60)
+        futures += [pipeline.handle.submit(i) for i in range(120, 180)]
+        futures[125].result(timeout=60)
+        assert pipeline.handle.replace_stage("Slow", with_pid, timeout=60)
+        futures += [pipeline.handle.submit(i) for i in range(180, 240)]
+        futures[-1].result(timeout=60)  # later items wait for a stopped stage
+        assert pipeline.handle.stop_stage("Same", timeout=60)
+        futures += [pipeline.handle.submit(i) for i in range(240, 250)]
+        assert pipeline.handle.start_stage("Same", timeout=60)
+        result = outcomes(futures)
+        assert all(kind == "ok" for kind, _ in result), result
+        assert [v[0] for _, v in result] == [i * 2 for i in range(250)]
+        assert arrivals.seen == [v for _, v in result]
