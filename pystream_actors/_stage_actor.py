@@ -58,21 +58,31 @@ class StageActor(Endpoint):
         self._pool_urn = pool_urn
         self._simple = not self._policy.retries
         """No retries and no setup error: one call per item, nothing else to decide."""
+        self._cleanup_due = False  # this actor set its stage up and has not cleaned it up
 
     def start_work(self) -> None:
         try:
             self._slot.ensure_setup()
             self.setup_error = None
+            self._cleanup_due = True
         except BaseException as exc:  # reported through WhenReady; items then fail with it
             self.setup_error = exc
             logger.error("stage %r: setup() raised", self.stage_name, exc_info=exc)
         self._simple = self.setup_error is None and not self._policy.retries
 
     def stop_work(self, final: bool) -> None:
+        self._cleanup_due = False
         try:
             self._slot.cleanup()
         except BaseException as exc:
             logger.error("stage %r: cleanup() raised", self.stage_name, exc_info=exc)
+
+    def on_stop(self) -> None:
+        """An actor stopped before it was told to clean up (a stop that came while its
+        hand-over waited behind a busy upstream) still pairs its setup, here, on its thread."""
+        super().on_stop()
+        if self._cleanup_due:
+            self.stop_work(final=True)
 
     def work(self, item: Item) -> None:
         """The hot path of every stage: written flat, it runs once per item and stage."""

@@ -544,3 +544,54 @@ def test_a_successor_retired_while_it_waits_cleans_up_what_a_late_resume_sets_up
                     assert set_up_on is thread, f"{tag}: called on another thread: {seen}"
         assert set_up_on is None, f"{tag}: set up and never cleaned up: {seen}"
     assert [w for g, w, _ in events if g == "new"][-3:] == ["setup", "call", "cleanup"]
+
+
+@pytest.mark.timeout(60)
+def test_a_stage_whose_hand_over_waits_behind_a_busy_upstream_cleans_up_at_stop() -> None:
+    """Found by the stateful test ("an instance of B was set up 3x and cleaned up 2x"):
+    replace B while A is stuck in a call (the Relink waits in A's mailbox, so the old B
+    never hears of its hand-over), then stop without draining. The stop retires the
+    current actors, which by then is B's waiting successor, and stops the rest: the old B
+    stopped with its stage set up and never cleaned up. Now it cleans up when it stops,
+    on its own thread."""
+    entered = threading.Event()
+    release = threading.Event()
+    lock = threading.Lock()
+    log: list[tuple[str, str, threading.Thread]] = []
+
+    class Noted(ps.Stage):
+        def __init__(self, tag: str) -> None:
+            self.tag = tag
+
+        def setup(self) -> None:
+            with lock:
+                log.append((self.tag, "setup", threading.current_thread()))
+
+        def __call__(self, x: int) -> int:
+            if self.tag == "A":
+                entered.set()
+                assert release.wait(30)
+            return x
+
+        def cleanup(self) -> None:
+            with lock:
+                log.append((self.tag, "cleanup", threading.current_thread()))
+
+    pipeline = ps.Pipeline()
+    pipeline.add(Noted("A"), "A")
+    pipeline.add(Noted("old B"), "B")
+    pipeline.parallelize()
+    pipeline.handle.tell(0)
+    assert entered.wait(30)
+    assert pipeline.handle.replace_stage("B", Noted("new B"), timeout=0.01) is False
+    old_thread = next(thread for tag, _, thread in log if tag == "old B")
+    stopper = threading.Thread(target=pipeline.handle.stop, kwargs={"drain": False})
+    stopper.start()
+    old_thread.join(30)  # the stop ended the old B while A still holds its Relink
+    assert not old_thread.is_alive()
+    release.set()
+    stopper.join(30)
+    assert not stopper.is_alive()
+    old = [(what, thread) for tag, what, thread in log if tag == "old B"]
+    assert [what for what, _ in old] == ["setup", "cleanup"]
+    assert old[0][1] is old[1][1]  # on the thread that set it up
