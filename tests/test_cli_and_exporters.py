@@ -408,8 +408,14 @@ SIGINT, and Python then never raises ``KeyboardInterrupt``: that is the case whe
 this suite runs as a background job of a non-interactive shell (``make pytest &``)."""
 
 
-def test_ctrl_c_stops_the_run_cleanly_with_a_final_table() -> None:
-    """SIGINT during an endless run: exit 130, the pipeline drained, the final table printed."""
+@pytest.mark.parametrize(
+    ("sent", "code"),
+    [(signal.SIGINT, cli.EXIT_INTERRUPTED), (signal.SIGTERM, cli.EXIT_TERMINATED)],
+    ids=["ctrl-c", "kill"],
+)
+def test_a_signal_stops_the_run_cleanly_with_a_final_table(sent: int, code: int) -> None:
+    """SIGINT (exit 130) or SIGTERM (exit 143) during an endless run: the pipeline drained,
+    the final table printed."""
     argv = [
         *(sys.executable, "-c", CTRL_C_AS_AT_A_TERMINAL, "pystream_actors"),
         *("run", EXAMPLE_TARGET, "--plain"),
@@ -423,37 +429,12 @@ def test_ctrl_c_stops_the_run_cleanly_with_a_final_table() -> None:
         assert proc.stdout is not None
         try:
             before = _read_until(proc.stdout.fileno(), "[live]", SUBPROCESS_TIMEOUT)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sent)
             rest, err = proc.communicate(timeout=SUBPROCESS_TIMEOUT)
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert proc.returncode == cli.EXIT_INTERRUPTED, err
-    assert "Traceback" not in err
-    final = _final_section(before + rest)
-    counts = dict(re.findall(r"(accepted|completed|in flight) (\d+)", final[6]))
-    assert counts["accepted"] == counts["completed"]
-    assert counts["in flight"] == "0"
-
-
-def test_sigterm_stops_the_run_cleanly_with_a_final_table() -> None:
-    """`kill` during an endless run: exit 143, the pipeline drained, the final table printed."""
-    argv = [sys.executable, "-m", "pystream_actors", "run", EXAMPLE_TARGET, "--plain"]
-    with subprocess.Popen(
-        [*argv, "--refresh", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        try:
-            before = _read_until(proc.stdout.fileno(), "[live]", SUBPROCESS_TIMEOUT)
-            proc.send_signal(signal.SIGTERM)
-            rest, err = proc.communicate(timeout=SUBPROCESS_TIMEOUT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == cli.EXIT_TERMINATED, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err
     final = _final_section(before + rest)
     counts = dict(re.findall(r"(accepted|completed|in flight) (\d+)", final[6]))

@@ -63,7 +63,7 @@ class Session:
         stage's failure stopped the pipeline, so nothing more can be fed)."""
         if self.duration is not None:
             timeout = min(timeout, self.duration - self.elapsed)
-        time.sleep(max(0.0, timeout))
+        time.sleep(max(0.0, timeout))  # sleep-ok: the redraw period; Ctrl-C and kill interrupt it
         over = self.duration is not None and self.elapsed >= self.duration
         return over or self.pipeline.handle.state != "running"
 
